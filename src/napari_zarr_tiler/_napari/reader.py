@@ -1,0 +1,41 @@
+"""npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.store_layers.read_zarr`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from napari.utils.notifications import show_info
+
+from ..store_layers import find_zarr_node, read_zarr
+
+PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:
+    """Return :func:`read_layers` when every path is a zarr node, else None (cheap, never raises)."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths or any(find_zarr_node(p) is None for p in paths):
+        return None
+    return read_layers
+
+
+def read_layers(path: PathOrPaths) -> list[LayerDataTuple]:
+    """Read every zarr node in ``path`` as lazily loaded layers.
+
+    Raises
+    ------
+    StoreReadError
+        When a store cannot be read; the message names the path and the problem, and napari
+        shows it as a notification.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    layer_data: list[LayerDataTuple] = []
+    for one_path in paths:
+        contents = read_zarr(one_path)
+        for notice in contents.notices:
+            show_info(notice)
+        layer_data.extend(layer.as_layer_data() for layer in contents.layers)
+    return layer_data

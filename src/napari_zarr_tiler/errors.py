@@ -1,0 +1,31 @@
+"""Exceptions raised by napari-zarr-tiler; each message says what is wrong and where."""
+
+from __future__ import annotations
+
+
+class ZarrTilerError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class StoreReadError(ZarrTilerError, ValueError):
+    """A zarr store (or a node in it) cannot be read or described as layers."""
+
+
+class ConversionError(ZarrTilerError):
+    """A conversion cannot start or could not finish."""
+
+
+class InvalidOptionError(ConversionError, ValueError):
+    """A conversion option is out of range or inconsistent with the image."""
+
+
+class UnsupportedDtypeError(ConversionError, TypeError):
+    """The image's data type cannot be stored as an OME-Zarr image."""
+
+
+class DestinationError(ConversionError, OSError):
+    """The destination exists, is not writable, or would overlap the source."""
+
+
+class ConversionCancelled(ZarrTilerError):
+    """The conversion was cancelled by its caller; the destination holds no complete store."""

@@ -1,0 +1,550 @@
+"""Describe what a zarr store holds as lazily loaded layers, without napari.
+
+:func:`read_zarr` turns a store (zarr format 2 or 3: a bare array, a plain group, an OME-Zarr
+0.1-0.5 image with labels, or a bioformats2raw collection) into :class:`LayerSpec` objects: dask
+arrays whose chunks follow the stored chunks, plus the keyword arguments napari's ``add_image`` /
+``add_labels`` take. No pixel is read except for the smallest pyramid level, when the metadata has no
+contrast window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dask.array as da
+import numpy as np
+import zarr
+import zarr.errors
+
+from .errors import StoreReadError
+from .lazy_views import (
+    StridedView,
+    minimum_sample_step,
+    needs_lazy_pyramid,
+    strided_level_factors,
+)
+from .ome_ngff import ome_attributes, parse_multiscale, safe_member_path, valid_unit
+
+METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
+
+#: A single stored chunk larger than this is refused: displaying any pixel would decode it all.
+MAX_CHUNK_BYTES = 1 << 30
+#: Dask chunks are grown (by whole stored chunks) until an array has at most this many.
+MAX_DASK_BLOCKS = 1 << 16
+#: Largest dask chunk we build by grouping stored chunks.
+MAX_DASK_CHUNK_BYTES = 64 << 20
+#: Contrast limits are computed from the smallest level only when it is at most this many pixels.
+MAX_CONTRAST_PIXELS = 1 << 24
+#: A plain group with more arrays than this opens the first ones only.
+MAX_GROUP_LAYERS = 64
+
+LayerType = Literal["image", "labels"]
+
+
+@dataclass
+class LayerSpec:
+    """One layer to add: its levels (finest first), napari keyword arguments and layer type."""
+
+    data: list[da.Array]
+    kwargs: dict[str, Any]
+    layer_type: LayerType = "image"
+
+    def as_layer_data(self) -> tuple[Any, dict[str, Any], str]:
+        """Return napari's ``LayerData`` tuple (a list of levels only when multiscale)."""
+        data: Any = self.data if len(self.data) > 1 else self.data[0]
+        return data, dict(self.kwargs), self.layer_type
+
+
+@dataclass
+class StoreContents:
+    """Everything :func:`read_zarr` found: the layers, and notices worth showing the user."""
+
+    layers: list[LayerSpec]
+    notices: list[str] = field(default_factory=list)
+
+
+def find_zarr_node(path: str | os.PathLike[str]) -> Path | None:
+    """Return the zarr node folder ``path`` designates, or None if it designates none.
+
+    ``path`` may be a store folder, a group or array folder inside a store, or one of the
+    metadata files in such a folder. Cheap (a few ``stat`` calls) and never raises.
+    """
+    try:
+        candidate = Path(path)
+        if candidate.name in METADATA_FILES and candidate.is_file():
+            candidate = candidate.parent
+        if candidate.is_dir() and any((candidate / name).is_file() for name in METADATA_FILES):
+            return candidate
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
+    """Describe the layers a zarr store (or a node inside one) holds, lazily.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A store folder, a group or array folder inside one, or a metadata file
+        (``zarr.json``, ``.zattrs``, ``.zgroup``, ``.zarray``) in such a folder.
+
+    Returns
+    -------
+    StoreContents
+        The layers (dask-backed, nothing loaded) and notices for the user.
+
+    Raises
+    ------
+    StoreReadError
+        With a message naming the path and the problem: missing folder, not a zarr store,
+        corrupt metadata, metadata naming missing or out-of-store arrays, unsupported dtype.
+    """
+    requested = Path(path)
+    if not requested.exists():
+        msg = f"{requested}: no such file or folder"
+        raise StoreReadError(msg)
+    node_dir = find_zarr_node(requested)
+    if node_dir is None:
+        msg = f"{requested}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
+        raise StoreReadError(msg)
+    if not os.access(node_dir, os.R_OK | os.X_OK):
+        msg = f"{node_dir}: permission denied"
+        raise StoreReadError(msg)
+    node = _open_node(node_dir)
+    contents = StoreContents(layers=[])
+    name = node_dir.name.removesuffix(".zarr") or str(node_dir)
+    if isinstance(node, zarr.Array):
+        contents.layers.append(
+            _bare_array_layer(node, name=name, where=node_dir, notices=contents.notices)
+        )
+    else:
+        _group_layers(node, name=name, where=node_dir, contents=contents)
+    if not contents.layers:
+        msg = f"{node_dir}: the zarr group holds no arrays to display"
+        raise StoreReadError(msg)
+    return contents
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening nodes with clear errors
+# ---------------------------------------------------------------------------------------------
+
+
+def _zarr_format(node_dir: Path) -> int:
+    return 3 if (node_dir / "zarr.json").is_file() else 2
+
+
+def _check_metadata_json(node_dir: Path) -> None:
+    for name in METADATA_FILES:
+        file = node_dir / name
+        if not file.is_file():
+            continue
+        try:
+            document = json.loads(file.read_bytes())
+        except PermissionError as error:
+            msg = f"{file}: permission denied"
+            raise StoreReadError(msg) from error
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            msg = f"{file}: corrupt or truncated metadata ({error})"
+            raise StoreReadError(msg) from error
+        if not isinstance(document, dict):
+            msg = f"{file}: corrupt metadata (expected a JSON object)"
+            raise StoreReadError(msg)
+
+
+def _open_node(node_dir: Path) -> zarr.Array | zarr.Group:
+    _check_metadata_json(node_dir)
+    try:
+        return zarr.open(store=str(node_dir), mode="r", zarr_format=_zarr_format(node_dir))
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        NotImplementedError,
+        zarr.errors.BaseZarrError,
+    ) as error:
+        msg = f"{node_dir}: cannot open as zarr ({type(error).__name__}: {error})"
+        raise StoreReadError(msg) from error
+
+
+def _member(group: zarr.Group, path: str, *, where: Path) -> zarr.Array | zarr.Group:
+    try:
+        return group[path]
+    except KeyError as error:
+        msg = f"{where}: metadata names '{path}', which is missing from the store"
+        raise StoreReadError(msg) from error
+    except (ValueError, TypeError, OSError, zarr.errors.BaseZarrError) as error:
+        msg = f"{where / path}: cannot open ({type(error).__name__}: {error})"
+        raise StoreReadError(msg) from error
+
+
+def _member_array(group: zarr.Group, path: str, *, where: Path) -> zarr.Array:
+    node = _member(group, path, where=where)
+    if not isinstance(node, zarr.Array):
+        msg = f"{where / path}: expected an array, found a group"
+        raise StoreReadError(msg)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrays as dask, safely
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_dtype(array: zarr.Array, *, where: Path) -> np.dtype:
+    try:
+        dtype = np.dtype(array.dtype)
+    except TypeError as error:
+        msg = f"{where}: data type {array.dtype} is not supported; napari displays integer, float and bool arrays"
+        raise StoreReadError(msg) from error
+    if dtype.kind not in "biuf":
+        msg = (
+            f"{where}: data type {dtype} is not supported; napari displays integer, "
+            "float and bool arrays"
+        )
+        raise StoreReadError(msg)
+    return dtype
+
+
+def _dask_chunks(array: zarr.Array, itemsize: int) -> tuple[int, ...]:
+    """Stored chunks, grown by whole chunks on the last two axes while there are too many."""
+    chunks = list(array.chunks)
+    shape = array.shape
+    if not shape:
+        return ()
+
+    def n_blocks() -> int:
+        return math.prod(math.ceil(s / max(c, 1)) for s, c in zip(shape, chunks, strict=True))
+
+    while (
+        n_blocks() > MAX_DASK_BLOCKS and math.prod(chunks) * itemsize * 4 <= MAX_DASK_CHUNK_BYTES
+    ):
+        grown = False
+        for axis in range(max(len(shape) - 2, 0), len(shape)):
+            if chunks[axis] < shape[axis]:
+                chunks[axis] = min(chunks[axis] * 2, shape[axis])
+                grown = True
+        if not grown:
+            break
+    return tuple(chunks)
+
+
+def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
+    """Wrap a zarr array as a dask array that reads only the chunks a slice touches.
+
+    Raises
+    ------
+    StoreReadError
+        When the dtype cannot be displayed or a single stored chunk is larger than
+        :data:`MAX_CHUNK_BYTES` (any read would allocate it all).
+    """
+    dtype = _check_dtype(array, where=where)
+    chunk_bytes = math.prod(array.chunks) * dtype.itemsize
+    if chunk_bytes > MAX_CHUNK_BYTES:
+        msg = (
+            f"{where}: one stored chunk {array.chunks} is {chunk_bytes / 2**30:.1f} GiB; "
+            "displaying any pixel would load it whole. Re-tile the store with "
+            "`napari-zarr-tiler convert` first."
+        )
+        raise StoreReadError(msg)
+    chunks = _dask_chunks(array, dtype.itemsize)
+    # A fresh name per open: a store rewritten in place must not be served from dask's cache.
+    name = f"zarr-tiler-{uuid.uuid4().hex}"
+    return da.from_array(array, chunks=chunks, name=name, asarray=False, inline_array=True)
+
+
+def _lazy_pyramid(array: zarr.Array, base: da.Array, *, where: Path) -> list[da.Array]:
+    levels = [base]
+    step = minimum_sample_step(array.shape, array.chunks, np.dtype(array.dtype).itemsize)
+    for factor in strided_level_factors(array.shape):
+        view = StridedView(array, factor, step)
+        levels.append(
+            da.from_array(
+                view,
+                chunks=view.chunks,
+                name=f"zarr-tiler-strided-{factor}-{uuid.uuid4().hex}",
+                asarray=False,
+                inline_array=True,
+                meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+            )
+        )
+    return levels
+
+
+# ---------------------------------------------------------------------------------------------
+# Contrast limits
+# ---------------------------------------------------------------------------------------------
+
+
+def contrast_limits_from(level: da.Array) -> tuple[float, float]:
+    """Contrast limits from one (small) level: its min and max, widened when they are equal."""
+    dtype = np.dtype(level.dtype)
+    if dtype.kind == "b":
+        return 0.0, 1.0
+    if level.size == 0:
+        return _dtype_range(dtype)
+    if level.size > MAX_CONTRAST_PIXELS:
+        step = math.ceil((level.size / MAX_CONTRAST_PIXELS) ** (1 / max(min(level.ndim, 2), 1)))
+        level = level[(Ellipsis, *([slice(None, None, step)] * min(level.ndim, 2)))]
+    low, high = da.compute(da.nanmin(level), da.nanmax(level))
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return _dtype_range(dtype) if dtype.kind in "iu" else (0.0, 1.0)
+    if high <= low:
+        high = low + 1
+    return low, high
+
+
+def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return 0.0, 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------
+
+
+def _bare_array_layer(
+    array: zarr.Array, *, name: str, where: Path, notices: list[str]
+) -> LayerSpec:
+    base = lazy_array(array, where=where)
+    levels = [base]
+    if needs_lazy_pyramid(array.shape):
+        levels = _lazy_pyramid(array, base, where=where)
+        notices.append(
+            f"{where}: {' x '.join(map(str, array.shape))} array has no pyramid, so it is shown "
+            "through downsampled views that read many chunks when zoomed out. Convert it with "
+            "Plugins > Zarr Tiler > Convert to zarr (or `napari-zarr-tiler convert`) to build a "
+            "pyramid and browse it fast."
+        )
+    kwargs: dict[str, Any] = {"name": name, "multiscale": len(levels) > 1}
+    dimension_names = getattr(array.metadata, "dimension_names", None)
+    if dimension_names and all(isinstance(n, str) for n in dimension_names):
+        kwargs["axis_labels"] = tuple(dimension_names)
+    kwargs["contrast_limits"] = contrast_limits_from(levels[-1])
+    return LayerSpec(levels, kwargs, "image")
+
+
+def _iter_ome_images(
+    group: zarr.Group, *, where: Path, depth: int = 0
+) -> Iterator[tuple[zarr.Group, Path, dict[str, Any]]]:
+    """Yield (group, path, ome block) for OME images at or below a bioformats2raw root."""
+    ome = ome_attributes(group.attrs.asdict())
+    if "multiscales" in ome:
+        yield group, where, ome
+        return
+    if depth >= 1:
+        return
+    for key in sorted(group.group_keys(), key=_natural_key):
+        if key == "OME":
+            continue
+        child = _member(group, safe_member_path(key, where=str(where)), where=where)
+        if isinstance(child, zarr.Group):
+            yield from _iter_ome_images(child, where=where / key, depth=depth + 1)
+
+
+def _natural_key(key: str) -> tuple[int, str]:
+    return (int(key), "") if key.isdigit() else (1 << 62, key)
+
+
+def _group_layers(group: zarr.Group, *, name: str, where: Path, contents: StoreContents) -> None:
+    ome = ome_attributes(group.attrs.asdict())
+    if "multiscales" in ome:
+        _ome_image_layers(group, ome, name=name, where=where, contents=contents)
+        return
+    if "labels" in ome:
+        _label_layers(group, ome, name_prefix="", where=where, contents=contents)
+        return
+    if "bioformats2raw.layout" in ome:
+        for image_group, image_where, image_ome in _iter_ome_images(group, where=where):
+            image_name = f"{name}/{image_where.relative_to(where)}"
+            _ome_image_layers(
+                image_group, image_ome, name=image_name, where=image_where, contents=contents
+            )
+        return
+    _plain_group_layers(group, name=name, where=where, contents=contents)
+
+
+def _plain_group_layers(
+    group: zarr.Group, *, name: str, where: Path, contents: StoreContents
+) -> None:
+    """Open every array of a group without OME metadata as one layer named by its path."""
+    found = 0
+    pending: list[tuple[zarr.Group, str]] = [(group, "")]
+    while pending:
+        current, prefix = pending.pop(0)
+        for key, member in sorted(current.members(), key=lambda item: _natural_key(item[0])):
+            member_path = f"{prefix}{key}"
+            member_where = where / member_path
+            if isinstance(member, zarr.Array):
+                if found >= MAX_GROUP_LAYERS:
+                    contents.notices.append(
+                        f"{where}: the group holds more than {MAX_GROUP_LAYERS} arrays; "
+                        f"opened the first {MAX_GROUP_LAYERS}. Open a sub-path for the others."
+                    )
+                    return
+                found += 1
+                contents.layers.append(
+                    _bare_array_layer(
+                        member,
+                        name=f"{name}/{member_path}",
+                        where=member_where,
+                        notices=contents.notices,
+                    )
+                )
+            elif isinstance(member, zarr.Group):
+                member_ome = ome_attributes(member.attrs.asdict())
+                if "multiscales" in member_ome:
+                    _ome_image_layers(
+                        member,
+                        member_ome,
+                        name=f"{name}/{member_path}",
+                        where=member_where,
+                        contents=contents,
+                    )
+                    found += 1
+                else:
+                    pending.append((member, f"{member_path}/"))
+
+
+def _ome_image_layers(
+    group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, contents: StoreContents
+) -> None:
+    is_label = "image-label" in ome
+    layer = _multiscale_layer(group, ome, name=name, where=where, labels=is_label)
+    contents.layers.append(layer)
+    if is_label or "labels" not in group:
+        return
+    labels_group = _member(group, "labels", where=where)
+    if not isinstance(labels_group, zarr.Group):
+        return
+    labels_ome = ome_attributes(labels_group.attrs.asdict())
+    _label_layers(
+        labels_group, labels_ome, name_prefix=f"{name} ", where=where / "labels", contents=contents
+    )
+
+
+def _label_layers(
+    labels_group: zarr.Group,
+    ome: dict[str, Any],
+    *,
+    name_prefix: str,
+    where: Path,
+    contents: StoreContents,
+) -> None:
+    """Add the label images an OME ``labels`` group lists, as Labels layers."""
+    label_names = ome.get("labels")
+    if not isinstance(label_names, list):
+        return
+    for label_name in label_names:
+        safe = safe_member_path(label_name, where=str(where))
+        label_group = _member(labels_group, safe, where=where)
+        if not isinstance(label_group, zarr.Group):
+            continue
+        label_ome = ome_attributes(label_group.attrs.asdict())
+        if "multiscales" in label_ome:
+            contents.layers.append(
+                _multiscale_layer(
+                    label_group,
+                    label_ome,
+                    name=f"{name_prefix}{safe}",
+                    where=where / safe,
+                    labels=True,
+                )
+            )
+
+
+def _multiscale_layer(
+    group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, labels: bool
+) -> LayerSpec:
+    first_path = None
+    raw = ome.get("multiscales")
+    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
+        datasets = raw[0].get("datasets")
+        if isinstance(datasets, list) and datasets and isinstance(datasets[0], dict):
+            first_path = datasets[0].get("path")
+    ndim = None
+    if isinstance(first_path, str):
+        ndim = _member_array(
+            group, safe_member_path(first_path, where=str(where)), where=where
+        ).ndim
+    multiscale = parse_multiscale(ome, where=str(where), ndim=ndim)
+    arrays = [_member_array(group, path, where=where) for path in multiscale.paths]
+    n_axes = len(multiscale.axes)
+    for path, array in zip(multiscale.paths, arrays, strict=True):
+        if array.ndim != n_axes:
+            msg = f"{where / path}: array has {array.ndim} dimensions but the metadata declares {n_axes} axes"
+            raise StoreReadError(msg)
+    levels = [
+        lazy_array(array, where=where / path)
+        for path, array in zip(multiscale.paths, arrays, strict=True)
+    ]
+    # Keep levels that really shrink (napari expects decreasing sizes), finest first.
+    kept = [levels[0]]
+    for level in levels[1:]:
+        if math.prod(level.shape) < math.prod(kept[-1].shape):
+            kept.append(level)
+    levels = kept
+
+    scale = list(multiscale.scales[0])
+    translate = list(multiscale.translations[0])
+    axis_labels = [axis.name for axis in multiscale.axes]
+    units = [valid_unit(axis) for axis in multiscale.axes]
+    display_name = name
+    kwargs: dict[str, Any] = {"multiscale": len(levels) > 1}
+    channel_axis = None if labels else multiscale.channel_axis
+    if channel_axis is not None:
+        n_channels = levels[0].shape[channel_axis]
+        for values in (scale, translate, axis_labels, units):
+            del values[channel_axis]
+        channels = multiscale.channels if len(multiscale.channels) == n_channels else []
+        kwargs["channel_axis"] = channel_axis
+        kwargs["name"] = (
+            [
+                (channel.label if channel.label else f"{display_name} c{index}")
+                for index, channel in enumerate(channels or [None] * n_channels)  # type: ignore[list-item]
+            ]
+            if channels
+            else [f"{display_name} c{index}" for index in range(n_channels)]
+        )
+        if channels and all(channel.color for channel in channels):
+            kwargs["colormap"] = [channel.color for channel in channels]
+        windows = [channel.window for channel in channels] if channels else []
+        if windows and all(windows):
+            kwargs["contrast_limits"] = [list(window) for window in windows]  # type: ignore[arg-type]
+        else:
+            smallest = levels[-1]
+            kwargs["contrast_limits"] = [
+                list(contrast_limits_from(da.take(smallest, index, axis=channel_axis)))
+                for index in range(n_channels)
+            ]
+        if channels:
+            kwargs["visible"] = [channel.visible for channel in channels]
+    else:
+        kwargs["name"] = display_name
+        if not labels:
+            channel = multiscale.channels[0] if len(multiscale.channels) == 1 else None
+            if channel is not None and channel.window is not None:
+                kwargs["contrast_limits"] = list(channel.window)
+            else:
+                kwargs["contrast_limits"] = list(contrast_limits_from(levels[-1]))
+            if channel is not None and channel.color:
+                kwargs["colormap"] = channel.color
+    kwargs["scale"] = tuple(scale)
+    kwargs["translate"] = tuple(translate)
+    kwargs["axis_labels"] = tuple(axis_labels)
+    if any(units):
+        kwargs["units"] = tuple(unit or "pixel" for unit in units)
+    return LayerSpec(levels, kwargs, "labels" if labels else "image")
