@@ -74,6 +74,9 @@ TIME_UNITS = frozenset(
     ]
 )
 
+#: Attributes of our own beside the OME block (``{"rgb": true}`` marks an RGB(A) image).
+TILER_ATTRIBUTE = "napari-zarr-tiler"
+
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DEFAULT_AXES = ("t", "c", "z", "y", "x")
 

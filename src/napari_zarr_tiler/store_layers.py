@@ -30,7 +30,13 @@ from .lazy_views import (
     needs_lazy_pyramid,
     strided_level_factors,
 )
-from .ome_ngff import ome_attributes, parse_multiscale, safe_member_path, valid_unit
+from .ome_ngff import (
+    TILER_ATTRIBUTE,
+    ome_attributes,
+    parse_multiscale,
+    safe_member_path,
+    valid_unit,
+)
 
 METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 
@@ -505,6 +511,28 @@ def _multiscale_layer(
     display_name = name
     kwargs: dict[str, Any] = {"multiscale": len(levels) > 1}
     channel_axis = None if labels else multiscale.channel_axis
+    tiler = group.attrs.get(TILER_ATTRIBUTE)
+    if (
+        channel_axis is not None
+        and isinstance(tiler, dict)
+        and tiler.get("rgb") is True
+        and levels[0].shape[channel_axis] in (3, 4)
+    ):
+        # Written from an RGB layer: give napari the colour samples as the last axis again.
+        levels = [da.moveaxis(level, channel_axis, -1) for level in levels]
+        for values in (scale, translate, units):
+            del values[channel_axis]
+        del axis_labels[channel_axis]
+        kwargs.update(
+            name=name,
+            rgb=True,
+            scale=tuple(scale),
+            translate=tuple(translate),
+            axis_labels=tuple(axis_labels),
+        )
+        if any(units):
+            kwargs["units"] = tuple(unit or "pixel" for unit in units)
+        return LayerSpec(levels, kwargs, "image")
     if channel_axis is not None:
         n_channels = levels[0].shape[channel_axis]
         for values in (scale, translate, axis_labels, units):

@@ -1,0 +1,904 @@
+"""The streaming conversion engine: any array in, a chunked, compressed OME-Zarr pyramid out.
+
+The source is read region by region; each region is written to level 0 and downsampled in memory
+into the next few levels (a region spans ``unit * 2**depth`` pixels, ``unit`` being the chunk or
+shard, so every level receives whole chunks and whole shards). Levels beyond that depth are made by
+the same routine reading the last level written. Memory is bounded by a few regions, whatever
+the image size; a thread pool keeps enough chunks in flight to use every core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from . import ome_ngff
+from .compression import compressor_codecs
+from .destination import abort_staging, begin_staging, check_destination, commit_staging
+from .errors import (
+    ConversionCancelled,
+    ConversionError,
+    DestinationError,
+    InvalidOptionError,
+    UnsupportedDtypeError,
+)
+from .pyramid import Downsampling, auto_level_count, downsample_2x, level_shapes, max_level_count
+
+SUPPORTED_DTYPES = (
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
+)
+#: Largest region (bytes of level 0) one worker holds; regions grow by powers of two up to it.
+#: 16 MB measured best on 2 cores (64 MB regions left a core idle on images of a few regions).
+REGION_BYTES = 16 << 20
+DEFAULT_COLORS = ("FFFFFF", "FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0000FF")
+RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
+
+Layout = Literal["ome", "array"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of a running conversion, passed to the ``progress`` callback."""
+
+    tiles_done: int
+    tiles_total: int
+    bytes_done: int
+    bytes_total: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        """Share of tiles written, from 0 to 1."""
+        return self.tiles_done / self.tiles_total if self.tiles_total else 1.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Uncompressed throughput so far."""
+        return self.bytes_done / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    """What a conversion will write: level shapes, chunking, tiles and bytes.
+
+    Built by :func:`plan_conversion` without touching any data, so that a GUI can show it live.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    zarr_format: int
+    layout: Layout
+    level_shapes: tuple[tuple[int, ...], ...]
+    level_chunks: tuple[tuple[int, ...], ...]
+    level_shards: tuple[tuple[int, ...] | None, ...]
+    region_yx: tuple[int, int]
+    depth: int
+
+    @property
+    def n_levels(self) -> int:
+        """Number of pyramid levels."""
+        return len(self.level_shapes)
+
+    @property
+    def tiles(self) -> int:
+        """Number of chunks written over all levels."""
+        return sum(
+            math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
+            for shape, chunks in zip(self.level_shapes, self.level_chunks, strict=True)
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed bytes written over all levels."""
+        return sum(math.prod(shape) for shape in self.level_shapes) * self.dtype.itemsize
+
+    def describe(self) -> str:
+        """One line for people: levels, tiles and size."""
+        return (
+            f"{self.n_levels} level{'s' if self.n_levels > 1 else ''}, {self.tiles:,} tiles of "
+            f"{' x '.join(map(str, self.level_chunks[0]))}, {self.nbytes / 1e6:,.1f} MB uncompressed"
+        )
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert` wrote."""
+
+    path: Path
+    plan: ConversionPlan
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+
+
+def _per_axis(
+    value: int | Sequence[int], ndim: int, *, name: str, default_other: int = 1
+) -> tuple[int, ...]:
+    if isinstance(value, bool):
+        msg = f"{name} must be a positive integer or one per axis, got {value!r}"
+        raise InvalidOptionError(msg)
+    if isinstance(value, int | np.integer):
+        values = (default_other,) * max(ndim - 2, 0) + (int(value),) * min(ndim, 2)
+    else:
+        try:
+            values = tuple(int(v) for v in value)
+        except (TypeError, ValueError) as error:
+            msg = f"{name} must be a positive integer or one per axis, got {value!r}"
+            raise InvalidOptionError(msg) from error
+        if len(values) != ndim:
+            msg = f"{name} has {len(values)} values but the image has {ndim} axes"
+            raise InvalidOptionError(msg)
+    if any(v <= 0 for v in values):
+        msg = f"{name} must be positive, got {values}"
+        raise InvalidOptionError(msg)
+    return values
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """Return ``dtype`` as a numpy dtype if an OME-Zarr image can hold it.
+
+    Raises
+    ------
+    UnsupportedDtypeError
+        For bool, complex, object, string and other non-numeric types.
+    """
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as error:
+        msg = f"data type {dtype} is not supported; supported: {', '.join(SUPPORTED_DTYPES)}"
+        raise UnsupportedDtypeError(msg) from error
+    if resolved.name not in SUPPORTED_DTYPES and resolved.name != "float16":
+        hint = " (convert it to uint8 first)" if resolved.kind == "b" else ""
+        msg = f"data type {resolved} is not supported{hint}; supported: {', '.join(SUPPORTED_DTYPES)}"
+        raise UnsupportedDtypeError(msg)
+    return resolved.newbyteorder("=")
+
+
+def plan_conversion(
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    chunks: int | Sequence[int] = 512,
+    shards: int | Sequence[int] | None = None,
+    levels: int | Literal["auto"] = "auto",
+    zarr_format: int = 3,
+    layout: Layout = "ome",
+) -> ConversionPlan:
+    """Validate options against an image's shape and dtype, and say what will be written.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape of the image (level 0), channel axis included, RGB already moved to a channel axis.
+    dtype : dtype-like
+        Pixel type.
+    chunks, shards, levels, zarr_format, layout
+        As for :func:`convert`.
+
+    Returns
+    -------
+    ConversionPlan
+
+    Raises
+    ------
+    InvalidOptionError
+        For zero or negative chunk or shard sizes, shards that are not a multiple of the chunks,
+        shards with zarr format 2, an unknown layout, or an invalid level count.
+    UnsupportedDtypeError
+        For data types an OME-Zarr image cannot hold.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    resolved_dtype = check_dtype(dtype)
+    if zarr_format not in (2, 3):
+        msg = f"zarr_format must be 2 or 3, got {zarr_format!r}"
+        raise InvalidOptionError(msg)
+    if layout not in ("ome", "array"):
+        msg = f"layout must be 'ome' or 'array', got {layout!r}"
+        raise InvalidOptionError(msg)
+    if any(s <= 0 for s in shape):
+        msg = f"the image is empty (shape {shape})"
+        raise InvalidOptionError(msg)
+    if layout == "ome" and not 2 <= ndim <= 5:
+        msg = f"OME-Zarr images have 2 to 5 axes; this image has {ndim} (shape {shape})"
+        raise InvalidOptionError(msg)
+    if ndim < 1:
+        msg = "a 0-d array is not an image"
+        raise InvalidOptionError(msg)
+    chunk_shape = _per_axis(chunks, ndim, name="chunks")
+    chunk_shape = tuple(min(c, s) for c, s in zip(chunk_shape, shape, strict=True))  # clip
+    shard_shape = None
+    if shards is not None:
+        if zarr_format != 3:
+            msg = "shards need zarr format 3 (zarr format 2 has no sharding)"
+            raise InvalidOptionError(msg)
+        requested = _per_axis(shards, ndim, name="shards", default_other=0)
+        requested = tuple(r if r else c for r, c in zip(requested, chunk_shape, strict=True))
+        if any(r % c for r, c in zip(requested, chunk_shape, strict=True)):
+            msg = (
+                f"shards {requested} must be a multiple of the chunks {chunk_shape} on every axis"
+            )
+            raise InvalidOptionError(msg)
+        # A shard larger than the image is clipped to whole chunks covering it.
+        shard_shape = tuple(
+            min(r, math.ceil(s / c) * c)
+            for r, s, c in zip(requested, shape, chunk_shape, strict=True)
+        )
+    if ndim < 2:
+        n_levels = 1
+        if levels not in ("auto", 1):
+            msg = "a 1-d array cannot have a pyramid; use levels=1"
+            raise InvalidOptionError(msg)
+    elif levels == "auto":
+        n_levels = 1 if layout == "array" else auto_level_count(shape, chunk_shape[-2:])
+    elif isinstance(levels, int | np.integer) and not isinstance(levels, bool) and levels >= 1:
+        n_levels = min(int(levels), max_level_count(shape))
+        if layout == "array" and n_levels > 1:
+            msg = "layout 'array' writes a single array and cannot hold a pyramid; use levels=1 or layout 'ome'"
+            raise InvalidOptionError(msg)
+    else:
+        msg = f"levels must be 'auto' or a positive integer, got {levels!r}"
+        raise InvalidOptionError(msg)
+
+    shapes = level_shapes(shape, n_levels) if ndim >= 2 else [shape]
+    level_chunks = tuple(
+        tuple(min(c, s) for c, s in zip(chunk_shape, level_shape, strict=True))
+        for level_shape in shapes
+    )
+    level_shards: tuple[tuple[int, ...] | None, ...]
+    if shard_shape is None:
+        level_shards = (None,) * n_levels
+    else:
+        level_shards = tuple(
+            tuple(
+                min(r, math.ceil(s / c) * c)
+                for r, s, c in zip(shard_shape, level_shape, level_chunk, strict=True)
+            )
+            for level_shape, level_chunk in zip(shapes, level_chunks, strict=True)
+        )
+    unit = shard_shape or chunk_shape
+    unit_yx = tuple(unit[-2:]) if ndim >= 2 else (1, unit[-1])
+    other = math.prod(unit[:-2]) if ndim > 2 else 1
+    depth = 0
+    while (
+        depth < n_levels - 1
+        and unit_yx[0] * unit_yx[1] * 4 ** (depth + 1) * other * resolved_dtype.itemsize
+        <= REGION_BYTES
+    ):
+        depth += 1
+    region_yx = (unit_yx[0] * 2**depth, unit_yx[1] * 2**depth)
+    return ConversionPlan(
+        shape=shape,
+        dtype=resolved_dtype,
+        zarr_format=zarr_format,
+        layout=layout,
+        level_shapes=tuple(shapes),
+        level_chunks=level_chunks,
+        level_shards=level_shards,
+        region_yx=region_yx,
+        depth=depth,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """Level 0 of what the user gave, read region by region (RGB moved to a channel axis)."""
+
+    def __init__(self, source: Any, *, rgb: bool) -> None:
+        if isinstance(source, list | tuple) or (
+            hasattr(source, "__getitem__") and type(source).__name__ == "MultiScaleData"
+        ):
+            if len(source) == 0:
+                msg = "the source is an empty list of levels"
+                raise InvalidOptionError(msg)
+            source = source[0]
+        if not hasattr(source, "shape") or not hasattr(source, "dtype"):
+            msg = f"the source must be an array (numpy, dask, zarr) or a list of levels, got {type(source).__name__}"
+            raise InvalidOptionError(msg)
+        self.array = source
+        self.rgb = rgb
+        shape = tuple(int(s) for s in source.shape)
+        self.channel_position = None
+        if rgb:
+            if len(shape) < 3 or shape[-1] not in (3, 4):
+                msg = f"an RGB image needs a last axis of 3 or 4 channels, got shape {shape}"
+                raise InvalidOptionError(msg)
+            # OME order is t, c, z, y, x: colours go first, or after time in 5-D.
+            self.channel_position = 0 if len(shape) <= 4 else 1
+            dims = list(shape)
+            dims.insert(self.channel_position, dims.pop())
+            shape = tuple(dims)
+        self.shape = shape
+        self.dtype = np.dtype(source.dtype)
+
+    def paths(self) -> list[Path]:
+        """Files or folders the source is read from, as far as they can be known."""
+        store = getattr(self.array, "store", None)
+        root = getattr(store, "root", None)
+        paths = [Path(root)] if root is not None else []
+        filename = getattr(self.array, "filename", None)  # numpy memmap
+        if isinstance(filename, str):
+            paths.append(Path(filename))
+        return paths
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        if self.channel_position is not None:
+            position = self.channel_position
+            source_region = (*region[:position], *region[position + 1 :], region[position])
+            return np.ascontiguousarray(np.moveaxis(self._read(source_region), -1, position))
+        return self._read(region)
+
+    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
+        block = self.array[region]
+        if hasattr(block, "compute"):
+            block = block.compute(scheduler="sync")
+        return np.asarray(block)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def _regions(shape: tuple[int, ...], region_shape: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
+    grids = [range(0, s, r) for s, r in zip(shape, region_shape, strict=True)]
+    for starts in np.ndindex(*(len(g) for g in grids)):
+        yield tuple(
+            slice(grid[i], min(grid[i] + r, s))
+            for grid, i, r, s in zip(grids, starts, region_shape, shape, strict=True)
+        )
+
+
+def _halve(region: tuple[slice, ...]) -> tuple[slice, ...]:
+    *lead, y, x = region
+    return (
+        *lead,
+        slice(y.start // 2, math.ceil(y.stop / 2)),
+        slice(x.start // 2, math.ceil(x.stop / 2)),
+    )
+
+
+@contextlib.contextmanager
+def _codec_pipeline() -> Iterator[str]:
+    """Use the Rust ``zarrs`` codec pipeline when it is installed (several times faster)."""
+    if os.environ.get("NAPARI_ZARR_TILER_PIPELINE", "auto") != "default":
+        try:
+            import zarrs  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
+                yield "zarrs"
+            return
+    yield "zarr-python"
+
+
+CancelArg = threading.Event | Callable[[], bool] | None
+
+
+def _cancelled(cancel: CancelArg) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+class _Writer:
+    """Writes the levels of a plan, region by region, on a bounded thread pool."""
+
+    def __init__(
+        self,
+        plan: ConversionPlan,
+        arrays: list[Any],
+        *,
+        method: Downsampling,
+        progress: Callable[[Progress], None] | None,
+        cancel: CancelArg,
+        workers: int,
+    ) -> None:
+        self.plan = plan
+        self.arrays = arrays
+        self.method = method
+        self.progress = progress
+        self.cancel = cancel
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.tiles_done = 0
+        self.bytes_done = 0
+        self.started = time.perf_counter()
+        self.tile_pixels = [math.prod(c) for c in plan.level_chunks]
+
+    def _report(self, level: int, block: np.ndarray) -> None:
+        with self.lock:
+            self.tiles_done += math.prod(
+                math.ceil(s / c)
+                for s, c in zip(block.shape, self.plan.level_chunks[level], strict=True)
+            )
+            self.bytes_done += block.nbytes
+            event = Progress(
+                self.tiles_done,
+                self.plan.tiles,
+                self.bytes_done,
+                self.plan.nbytes,
+                time.perf_counter() - self.started,
+            )
+        if self.progress is not None:
+            self.progress(event)
+
+    def _do_region(
+        self,
+        read: Callable[[tuple[slice, ...]], np.ndarray],
+        region: tuple[slice, ...],
+        first: int,
+        last: int,
+        write_first: bool,
+    ) -> None:
+        block = read(region)
+        if write_first:
+            self.arrays[first][region] = block
+            self._report(first, block)
+        for level in range(first + 1, last + 1):
+            block = downsample_2x(block, self.method)
+            region = _halve(region)
+            self.arrays[level][region] = block
+            self._report(level, block)
+
+    def _run_pass(
+        self,
+        read: Callable[[tuple[slice, ...]], np.ndarray],
+        first: int,
+        last: int,
+        write_first: bool,
+    ) -> None:
+        shape = self.plan.level_shapes[first]
+        unit = self.plan.level_shards[first] or self.plan.level_chunks[first]
+        region_shape = (*unit[:-2], *self.plan.region_yx) if len(shape) >= 2 else unit
+        in_flight: set[Future[None]] = set()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zarr-tiler") as pool:
+            try:
+                for region in _regions(shape, region_shape):
+                    if _cancelled(self.cancel):
+                        raise ConversionCancelled("the conversion was cancelled")
+                    while len(in_flight) >= self.workers + 1:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()
+                    in_flight.add(
+                        pool.submit(self._do_region, read, region, first, last, write_first)
+                    )
+                for future in in_flight:
+                    future.result()
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+
+    def run(self, source: _Source) -> None:
+        n_levels = self.plan.n_levels
+        depth = max(self.plan.depth, 1) if n_levels > 1 else 0
+        self._run_pass(source.read, 0, min(depth, n_levels - 1), write_first=True)
+        base = min(depth, n_levels - 1)
+        while base < n_levels - 1:
+            last = min(base + depth, n_levels - 1)
+            level_array = self.arrays[base]
+            self._run_pass(
+                lambda region, a=level_array: np.asarray(a[region]), base, last, write_first=False
+            )
+            base = last
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_axes(ndim: int, *, channel_position: int | None) -> list[str]:
+    if channel_position is None:
+        return list(("t", "c", "z", "y", "x")[-ndim:])
+    names = list(("t", "z", "y", "x")[-(ndim - 1) :])
+    names.insert(channel_position, "c")
+    return names
+
+
+def _valid_ome_axes(axes: Sequence[str]) -> bool:
+    lowered = [a.lower() for a in axes]
+    if len(set(lowered)) != len(lowered) or not set(lowered) <= {"t", "c", "z", "y", "x"}:
+        return False
+    order = [("t", "c", "z", "y", "x").index(a) for a in lowered]
+    return order == sorted(order) and lowered[-2:] == ["y", "x"]
+
+
+def _resolve_axes(
+    axes: Sequence[str] | None, ndim: int, *, channel_position: int | None
+) -> list[str]:
+    if ndim > 5:
+        msg = f"OME-Zarr images have at most 5 axes; this one has {ndim}"
+        raise InvalidOptionError(msg)
+    if axes is None:
+        return _default_axes(ndim, channel_position=channel_position)
+    names = [str(a) for a in axes]
+    if channel_position is not None and len(names) == ndim - 1:
+        names.insert(channel_position, "c")
+    if len(names) != ndim:
+        msg = f"axes {names} has {len(names)} names but the image has {ndim} axes"
+        raise InvalidOptionError(msg)
+    if not _valid_ome_axes(names):
+        # e.g. napari's default axis labels ("-1", "0", ...), which are not OME axis names
+        return _default_axes(ndim, channel_position=channel_position)
+    return [a.lower() for a in names]
+
+
+def _per_axis_floats(
+    values: Sequence[float] | None,
+    ndim: int,
+    *,
+    name: str,
+    default: float,
+    channel_index: int | None,
+) -> list[float]:
+    if values is None:
+        return [default] * ndim
+    values = [float(v) for v in values]
+    if channel_index is not None and len(values) == ndim - 1:
+        values.insert(channel_index, default)
+    if len(values) != ndim or not all(math.isfinite(v) for v in values):
+        msg = f"{name} must have {ndim} finite values, got {values}"
+        raise InvalidOptionError(msg)
+    if name == "scale" and any(v <= 0 for v in values):
+        msg = f"scale must be positive, got {values}"
+        raise InvalidOptionError(msg)
+    return values
+
+
+def _channel_windows(
+    array: Any, channel_index: int | None, dtype: np.dtype
+) -> list[tuple[float, float]]:
+    """Min and max per channel, from the smallest level (sampled if it is still large)."""
+    data = np.asarray(array[...]) if math.prod(array.shape) <= 1 << 24 else None
+    if data is None:
+        step = math.ceil(math.sqrt(math.prod(array.shape) / (1 << 24)))
+        data = np.asarray(array[(..., slice(None, None, step), slice(None, None, step))])
+    planes = (
+        [data]
+        if channel_index is None
+        else [np.take(data, i, axis=channel_index) for i in range(data.shape[channel_index])]
+    )
+    windows = []
+    for plane in planes:
+        low, high = float(np.nanmin(plane)), float(np.nanmax(plane))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            low, high = 0.0, 1.0
+        windows.append((low, high if high > low else low + 1))
+    return windows
+
+
+def _dtype_range(dtype: np.dtype, windows: list[tuple[float, float]]) -> tuple[float, float]:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return min(w[0] for w in windows), max(w[1] for w in windows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The public entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def convert(
+    source: Any,
+    dest: str | os.PathLike[str],
+    *,
+    chunks: int | Sequence[int] = 512,
+    compressor: str = "zstd",
+    clevel: int | None = None,
+    zarr_format: int = 3,
+    shards: int | Sequence[int] | None = None,
+    levels: int | Literal["auto"] = "auto",
+    layout: Layout = "ome",
+    overwrite: bool = False,
+    axes: Sequence[str] | None = None,
+    scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None,
+    units: Sequence[str | None] | None = None,
+    channel_names: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
+    contrast_limits: Sequence[Sequence[float]] | None = None,
+    name: str | None = None,
+    label: bool = False,
+    rgb: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelArg = None,
+    workers: int | None = None,
+) -> ConversionResult:
+    """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
+
+    The source is streamed region by region: memory stays bounded by a few regions (about
+    16 MB each, times the number of workers) whatever the image size. Each pyramid level is
+    computed from the level before it. The store is written beside ``dest`` and moved into place
+    only when complete, with its OME-Zarr metadata written last.
+
+    Parameters
+    ----------
+    source : array-like or list of array-likes
+        A numpy, dask or zarr array, or a multiscale list of them (level 0 is used).
+    dest : path
+        The store to create (a folder, conventionally named ``*.zarr``).
+    chunks : int or sequence of int
+        Chunk shape: one int for the last two axes (1 on the others), or one per axis.
+        Chunks larger than the image are clipped to it.
+    compressor : {"zstd", "blosc-lz4", "blosc-zstd", "gzip", "none"}
+        Lossless codec.
+    clevel : int, optional
+        Compression level (codec default if None).
+    zarr_format : {3, 2}
+        3 writes OME-Zarr 0.5, 2 writes OME-Zarr 0.4.
+    shards : int or sequence of int, optional
+        Shard shape (zarr format 3 only), a multiple of ``chunks``.
+    levels : "auto" or int
+        "auto" halves Y and X until the smallest level fits in one chunk; 1 means no pyramid.
+    layout : {"ome", "array"}
+        An OME-Zarr image group (levels "0", "1", ...) or one bare array.
+    overwrite : bool
+        Replace an existing zarr store at ``dest`` (a folder that is not a zarr store is never
+        replaced).
+    axes, scale, translate, units : sequence, optional
+        Axis names (t, c, z, y, x), physical pixel size, position of the first pixel, and units,
+        per axis of the source (for RGB sources, without the colour axis).
+    channel_names, colors, contrast_limits : sequence, optional
+        Per-channel display metadata (``omero``); colours as hex ``RRGGBB``.
+    name : str, optional
+        Image name in the metadata (default: ``dest``'s name).
+    label : bool
+        Write a label image (``image-label``; nearest-neighbour downsampling).
+    rgb : bool
+        The source's last axis holds RGB(A) samples; it is stored as a channel axis.
+    progress : callable, optional
+        Called with a :class:`Progress` after every region.
+    cancel : threading.Event or callable, optional
+        Checked between regions; when set (or returning True) the conversion stops, removes
+        what it wrote, and raises :class:`ConversionCancelled`.
+    workers : int, optional
+        Regions processed at once (default: the number of CPUs).
+
+    Returns
+    -------
+    ConversionResult
+
+    Raises
+    ------
+    InvalidOptionError, UnsupportedDtypeError
+        For invalid options or data types, before anything is written.
+    DestinationError
+        When the destination exists (without ``overwrite``), is not a zarr store, is inside the
+        source, is not writable, or the disk fills up.
+    ConversionCancelled
+        When ``cancel`` was set.
+    """
+    started = time.perf_counter()
+    src = _Source(source, rgb=rgb)
+    plan = plan_conversion(
+        src.shape,
+        src.dtype,
+        chunks=chunks,
+        shards=shards,
+        levels=levels,
+        zarr_format=zarr_format,
+        layout=layout,
+    )
+    codecs = compressor_codecs(
+        compressor, clevel, zarr_format=zarr_format, itemsize=plan.dtype.itemsize
+    )
+    ndim = len(plan.shape)
+    axis_names = (
+        _resolve_axes(axes, ndim, channel_position=src.channel_position)
+        if layout == "ome"
+        else None
+    )
+    channel_index = axis_names.index("c") if axis_names and "c" in axis_names else None
+    rgb_channel = src.channel_position
+    scales = _per_axis_floats(scale, ndim, name="scale", default=1.0, channel_index=rgb_channel)
+    offsets = _per_axis_floats(
+        translate, ndim, name="translate", default=0.0, channel_index=rgb_channel
+    )
+    unit_list: list[str | None] = list(units) if units is not None else [None] * ndim
+    if rgb_channel is not None and len(unit_list) == ndim - 1:
+        unit_list.insert(rgb_channel, None)
+    if len(unit_list) != ndim:
+        msg = f"units must have {ndim} values, got {unit_list}"
+        raise InvalidOptionError(msg)
+    dest_path = check_destination(dest, overwrite=overwrite, source_paths=src.paths())
+    image_name = name or dest_path.name.removesuffix(".zarr")
+    version = "0.5" if zarr_format == 3 else "0.4"
+    method: Downsampling = "nearest" if label else "mean"
+
+    staging = begin_staging(dest_path)
+    try:
+        with _codec_pipeline() as pipeline:
+            arrays = _create_arrays(staging, plan, codecs, axis_names)
+            writer = _Writer(
+                plan,
+                arrays,
+                method=method,
+                progress=progress,
+                cancel=cancel,
+                workers=workers or os.cpu_count() or 2,
+            )
+            writer.run(src)
+        if layout == "ome":
+            assert axis_names is not None
+            attributes = _ome_attributes(
+                plan,
+                arrays[-1],
+                axis_names=axis_names,
+                scales=scales,
+                offsets=offsets,
+                units=unit_list,
+                name=image_name,
+                version=version,
+                method=method,
+                label=label,
+                rgb=rgb,
+                channel_index=channel_index,
+                channel_names=channel_names,
+                colors=colors,
+                contrast_limits=contrast_limits,
+            )
+            zarr.open_group(str(staging), mode="r+", zarr_format=zarr_format).attrs.update(
+                attributes
+            )
+        commit_staging(staging, dest_path)
+    except BaseException as error:
+        abort_staging(staging)
+        # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
+        io_failure = isinstance(error, OSError) or (
+            isinstance(error, RuntimeError) and "os error" in str(error)
+        )
+        if io_failure and not isinstance(error, DestinationError):
+            full = getattr(error, "errno", None) == 28 or "os error 28" in str(error)
+            reason = (
+                "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
+            )
+            msg = f"{dest_path}: writing failed ({reason}); nothing was left behind"
+            raise DestinationError(msg) from error
+        raise
+    return ConversionResult(
+        dest_path, plan, time.perf_counter() - started, {"codec_pipeline": pipeline}
+    )
+
+
+def _create_arrays(
+    staging: Path, plan: ConversionPlan, codecs: list[Any] | None, axis_names: list[str] | None
+) -> list[Any]:
+    fill_value = 0
+    kwargs: dict[str, Any] = {
+        "compressors": codecs,
+        "fill_value": fill_value,
+    }
+    if plan.zarr_format == 3:
+        if axis_names is not None:
+            kwargs["dimension_names"] = axis_names
+    else:
+        kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    try:
+        if plan.layout == "array":
+            return [
+                zarr.create_array(
+                    str(staging),
+                    shape=plan.shape,
+                    dtype=plan.dtype,
+                    chunks=plan.level_chunks[0],
+                    shards=plan.level_shards[0],
+                    zarr_format=plan.zarr_format,
+                    **kwargs,
+                )
+            ]
+        group = zarr.create_group(str(staging), zarr_format=plan.zarr_format)
+        return [
+            group.create_array(
+                str(level), shape=shape, dtype=plan.dtype, chunks=chunk, shards=shard, **kwargs
+            )
+            for level, (shape, chunk, shard) in enumerate(
+                zip(plan.level_shapes, plan.level_chunks, plan.level_shards, strict=True)
+            )
+        ]
+    except (ValueError, TypeError) as error:
+        msg = f"zarr refused the array settings: {error}"
+        raise ConversionError(msg) from error
+
+
+def _ome_attributes(
+    plan: ConversionPlan,
+    smallest: Any,
+    *,
+    axis_names: list[str],
+    scales: list[float],
+    offsets: list[float],
+    units: list[str | None],
+    name: str,
+    version: str,
+    method: str,
+    label: bool,
+    rgb: bool,
+    channel_index: int | None,
+    channel_names: Sequence[str] | None,
+    colors: Sequence[str] | None,
+    contrast_limits: Sequence[Sequence[float]] | None,
+) -> dict[str, Any]:
+    level_scales = []
+    for level_shape in plan.level_shapes:
+        factors = [s0 / s for s0, s in zip(plan.shape, level_shape, strict=True)]
+        level_scales.append([sc * f for sc, f in zip(scales, factors, strict=True)])
+    block: dict[str, Any] = {
+        "multiscales": ome_ngff.build_multiscales(
+            axes=axis_names,
+            units=units,
+            level_scales=level_scales,
+            translation=offsets,
+            name=name,
+            version=version,
+            downscaling=method,
+        )
+    }
+    if label:
+        image_label: dict[str, Any] = {}
+        if version == "0.4":
+            image_label["version"] = "0.4"
+        block["image-label"] = image_label
+    else:
+        n_channels = plan.shape[channel_index] if channel_index is not None else 1
+        names = list(channel_names) if channel_names else []
+        if len(names) != n_channels:
+            names = (
+                ["R", "G", "B", "A"][:n_channels]
+                if rgb
+                else [f"{name} c{i}" if n_channels > 1 else name for i in range(n_channels)]
+            )
+        palette = RGB_COLORS if rgb else DEFAULT_COLORS
+        channel_colors = (
+            [c.lstrip("#") for c in colors] if colors and len(colors) == n_channels else []
+        )
+        if not channel_colors:
+            channel_colors = [palette[i % len(palette)] for i in range(n_channels)]
+        if contrast_limits is not None and len(contrast_limits) == n_channels:
+            windows = [(float(lo), float(hi)) for lo, hi in contrast_limits]
+        else:
+            windows = _channel_windows(smallest, channel_index, plan.dtype)
+        block["omero"] = ome_ngff.build_omero(
+            channel_names=names,
+            colors=channel_colors,
+            windows=windows,
+            dtype_range=_dtype_range(plan.dtype, windows),
+        )
+    attributes = ome_ngff.wrap_ome(block, version=version)
+    if rgb:
+        attributes[ome_ngff.TILER_ATTRIBUTE] = {"rgb": True}
+    return attributes

@@ -1,0 +1,131 @@
+"""Safe destinations: write beside the target, move into place only when complete.
+
+A conversion writes into a hidden staging folder next to the destination
+(``.NAME.partial``) and renames it to ``NAME`` only after every chunk and the metadata are written,
+so an interrupted or failed conversion never leaves a store that looks complete. An existing
+destination is replaced only with ``overwrite``, and only if it is a zarr store: a folder that is
+not one is never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from .errors import DestinationError
+
+STAGING_MARKER = ".napari-zarr-tiler-partial"
+METADATA_FILES = ("zarr.json", ".zgroup", ".zarray")
+
+
+def is_zarr_store(path: Path) -> bool:
+    """Whether ``path`` is a folder holding zarr metadata at its root."""
+    return path.is_dir() and any((path / name).is_file() for name in METADATA_FILES)
+
+
+def staging_path(dest: Path) -> Path:
+    """The hidden folder a conversion to ``dest`` writes into."""
+    return dest.parent / f".{dest.name}.partial"
+
+
+def _is_within(path: Path, ancestor: Path) -> bool:
+    try:
+        path.relative_to(ancestor)
+    except ValueError:
+        return False
+    return True
+
+
+def check_destination(
+    dest: str | os.PathLike[str], *, overwrite: bool, source_paths: list[Path]
+) -> Path:
+    """Validate a destination before any work starts, and return it as an absolute path.
+
+    Parameters
+    ----------
+    dest : path
+        Where the store should end up.
+    overwrite : bool
+        Whether an existing zarr store there may be replaced.
+    source_paths : list of Path
+        Folders or files the source is read from; the destination may not be inside them.
+
+    Raises
+    ------
+    DestinationError
+        When the destination exists (without ``overwrite``), is not a zarr store (with
+        ``overwrite``), lies inside the source, or its folder cannot be written.
+    """
+    path = Path(dest).expanduser().absolute()
+    resolved = path.resolve()
+    for source in source_paths:
+        source = source.resolve()
+        if _is_within(resolved, source) or resolved == source:
+            msg = f"{path}: the destination is inside the source {source}; choose another folder"
+            raise DestinationError(msg)
+        if _is_within(source, resolved):
+            msg = f"{path}: the source {source} is inside the destination; choose another folder"
+            raise DestinationError(msg)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            msg = f"{path} already exists; choose another name or allow overwriting (--overwrite)"
+            raise DestinationError(msg)
+        if path.is_symlink() or not is_zarr_store(path):
+            msg = f"{path} exists and is not a zarr store; it will not be replaced, choose another name"
+            raise DestinationError(msg)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        msg = f"{parent}: cannot create the destination folder ({error.strerror or error})"
+        raise DestinationError(msg) from error
+    if not os.access(parent, os.W_OK | os.X_OK):
+        msg = f"{parent}: the destination folder is not writable"
+        raise DestinationError(msg)
+    return path
+
+
+def begin_staging(dest: Path, *, resume: bool = False) -> Path:
+    """Create (or, with ``resume``, reuse) the staging folder of ``dest``.
+
+    A stale staging folder from an earlier interrupted run is removed unless resuming;
+    only folders carrying this package's marker file are ever removed.
+    """
+    staging = staging_path(dest)
+    if staging.exists():
+        if resume and (staging / STAGING_MARKER).is_file():
+            return staging
+        if not (staging / STAGING_MARKER).is_file():
+            msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
+            raise DestinationError(msg)
+        shutil.rmtree(staging)
+    try:
+        staging.mkdir()
+        (staging / STAGING_MARKER).write_text("incomplete conversion; safe to delete\n")
+    except OSError as error:
+        msg = f"{staging}: cannot write ({error.strerror or error})"
+        raise DestinationError(msg) from error
+    return staging
+
+
+def commit_staging(staging: Path, dest: Path) -> None:
+    """Move a complete staging folder into place, replacing an existing zarr store at ``dest``."""
+    (staging / STAGING_MARKER).unlink(missing_ok=True)
+    old = None
+    if dest.exists():
+        if not is_zarr_store(dest):  # checked before, but the disk may have changed since
+            msg = f"{dest} exists and is not a zarr store; the new store is left at {staging}"
+            raise DestinationError(msg)
+        old = dest.parent / f".{dest.name}.replaced-{uuid.uuid4().hex[:8]}"
+        dest.rename(old)
+    staging.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def abort_staging(staging: Path) -> None:
+    """Remove a staging folder this package made (never anything else)."""
+    if (staging / STAGING_MARKER).is_file():
+        shutil.rmtree(staging, ignore_errors=True)

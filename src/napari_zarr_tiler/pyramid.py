@@ -1,0 +1,77 @@
+"""Pyramid geometry and the 2x2 downsampling kernels (mean for images, nearest for labels).
+
+Levels halve the last two axes (Y and X), rounding up: an odd last row or column is kept, averaged
+with itself. Other axes (t, c, z) are never downsampled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+Downsampling = Literal["mean", "nearest"]
+
+
+def level_shapes(shape: tuple[int, ...], n_levels: int) -> list[tuple[int, ...]]:
+    """Shapes of ``n_levels`` levels, halving the last two axes (rounding up) each time."""
+    shapes = [tuple(shape)]
+    for _ in range(n_levels - 1):
+        previous = shapes[-1]
+        shapes.append((*previous[:-2], *(math.ceil(side / 2) for side in previous[-2:])))
+    return shapes
+
+
+def auto_level_count(shape: tuple[int, ...], chunk_yx: tuple[int, int]) -> int:
+    """Number of levels until the smallest level fits in one chunk along Y and X."""
+    count = 1
+    height, width = shape[-2:]
+    while height > chunk_yx[0] or width > chunk_yx[1]:
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+        count += 1
+    return count
+
+
+def max_level_count(shape: tuple[int, ...]) -> int:
+    """Number of levels until both Y and X are one pixel."""
+    return 1 + max(math.ceil(math.log2(max(side, 1))) for side in shape[-2:])
+
+
+def _pad_even(block: np.ndarray) -> np.ndarray:
+    pad_y, pad_x = block.shape[-2] % 2, block.shape[-1] % 2
+    if not (pad_y or pad_x):
+        return block
+    widths = [(0, 0)] * (block.ndim - 2) + [(0, pad_y), (0, pad_x)]
+    return np.pad(block, widths, mode="edge")
+
+
+def _accumulator_dtype(dtype: np.dtype) -> np.dtype:
+    if dtype.kind == "u":
+        return np.dtype(np.uint32 if dtype.itemsize <= 2 else np.uint64)
+    if dtype.kind == "i":
+        return np.dtype(np.int32 if dtype.itemsize <= 2 else np.int64)
+    return np.dtype(np.float64 if dtype.itemsize >= 8 else np.float32)
+
+
+def downsample_2x(block: np.ndarray, method: Downsampling = "mean") -> np.ndarray:
+    """Halve the last two axes of ``block`` (rounding up), keeping its dtype.
+
+    ``"mean"`` averages each 2x2 square by four strided adds in a wider type (integers are
+    rounded half up); ``"nearest"`` keeps its top-left pixel, which preserves label values.
+    """
+    if method == "nearest":
+        return np.ascontiguousarray(block[..., ::2, ::2])
+    padded = _pad_even(block)
+    accumulator = _accumulator_dtype(padded.dtype)
+    total = padded[..., 0::2, 0::2].astype(accumulator)
+    total += padded[..., 1::2, 0::2]
+    total += padded[..., 0::2, 1::2]
+    total += padded[..., 1::2, 1::2]
+    if padded.dtype.kind in "ui":
+        # (sum + 2) // 4, done in place: the accumulator has room for the sum plus 2.
+        total += 2
+        total //= 4
+        return total.astype(padded.dtype)
+    total *= 0.25
+    return total.astype(padded.dtype, copy=False)

@@ -1,0 +1,381 @@
+"""The conversion engine: round trips, pyramid values, metadata validity, safety, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_zarr_tiler import convert, read_zarr
+from napari_zarr_tiler.conversion import plan_conversion
+from napari_zarr_tiler.destination import staging_path
+from napari_zarr_tiler.errors import (
+    ConversionCancelled,
+    DestinationError,
+    InvalidOptionError,
+    UnsupportedDtypeError,
+)
+from napari_zarr_tiler.pyramid import downsample_2x
+
+from .conftest import read_json
+
+
+def reference_mean(image: np.ndarray) -> np.ndarray:
+    """2x2 mean rounding half up, odd edges averaged with themselves (independent reference)."""
+    pad = [(0, 0)] * (image.ndim - 2) + [(0, image.shape[-2] % 2), (0, image.shape[-1] % 2)]
+    padded = np.pad(image, pad, mode="edge").astype(np.float64)
+    mean = (
+        padded[..., ::2, ::2]
+        + padded[..., 1::2, ::2]
+        + padded[..., ::2, 1::2]
+        + padded[..., 1::2, 1::2]
+    ) / 4
+    if np.dtype(image.dtype).kind in "iu":
+        return np.floor(mean + 0.5).astype(image.dtype)
+    return mean.astype(image.dtype)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    height=st.integers(1, 150),
+    width=st.integers(1, 150),
+    chunk=st.integers(1, 64),
+    dtype=st.sampled_from(["uint8", "uint16", "int16", "int32", "float32", "float64"]),
+    zarr_format=st.sampled_from([2, 3]),
+    compressor=st.sampled_from(["zstd", "blosc-lz4", "blosc-zstd", "gzip", "none"]),
+)
+def test_round_trip_is_exact_at_every_level(
+    tmp_path_factory: pytest.TempPathFactory,
+    height: int,
+    width: int,
+    chunk: int,
+    dtype: str,
+    zarr_format: int,
+    compressor: str,
+) -> None:
+    rng = np.random.default_rng(height * 1000 + width)
+    if np.dtype(dtype).kind == "f":
+        image = rng.normal(100, 30, size=(height, width)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        image = rng.integers(
+            max(info.min, -1000), min(info.max, 60000), size=(height, width), dtype=dtype
+        )
+    dest = tmp_path_factory.mktemp("rt") / "out.zarr"
+    result = convert(image, dest, chunks=chunk, zarr_format=zarr_format, compressor=compressor)
+    group = zarr.open_group(str(dest), mode="r")
+    expected = image
+    for level in range(result.plan.n_levels):
+        stored = group[str(level)]
+        assert stored.chunks == tuple(min(chunk, s) for s in expected.shape)
+        if level == 0 or np.dtype(dtype).kind in "iu":
+            np.testing.assert_array_equal(stored[...], expected)  # lossless, exact integer means
+        else:
+            np.testing.assert_allclose(stored[...], expected, rtol=1e-6)  # float32 sums
+        expected = reference_mean(stored[...])
+    smallest = group[str(result.plan.n_levels - 1)]
+    assert smallest.shape[0] <= chunk and smallest.shape[1] <= chunk
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_metadata_passes_the_ome_zarr_validator(
+    tmp_path: Path, small_image: np.ndarray, zarr_format: int
+) -> None:
+    if zarr_format == 3:
+        from ome_zarr_models.v05 import Image
+    else:
+        from ome_zarr_models.v04 import Image
+    dest = tmp_path / "valid.zarr"
+    convert(
+        small_image,
+        dest,
+        chunks=64,
+        zarr_format=zarr_format,
+        scale=(0.5, 0.25),
+        units=("micrometer", "micrometer"),
+    )
+    Image.from_zarr(zarr.open_group(str(dest), mode="r"))
+    contents = read_zarr(dest)
+    layer = contents.layers[0]
+    assert [d.shape for d in layer.data] == [(256, 256), (128, 128), (64, 64)]
+    assert layer.kwargs["scale"] == (0.5, 0.25)
+    assert layer.kwargs["units"] == ("micrometer", "micrometer")
+
+
+def test_chunk_codec_and_shards_are_what_was_asked(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    dest = tmp_path / "sharded.zarr"
+    convert(small_image, dest, chunks=32, shards=128, compressor="blosc-lz4", clevel=3)
+    meta = read_json(dest / "0" / "zarr.json")
+    sharding = meta["codecs"][0]
+    assert sharding["name"] == "sharding_indexed"
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [128, 128]
+    assert sharding["configuration"]["chunk_shape"] == [32, 32]
+    inner = sharding["configuration"]["codecs"]
+    assert inner[-1]["name"] == "blosc"
+    assert inner[-1]["configuration"]["cname"] == "lz4"
+    assert inner[-1]["configuration"]["clevel"] == 3
+    np.testing.assert_array_equal(zarr.open_array(str(dest / "0"))[...], small_image)
+
+
+def test_classic_array_layout(tmp_path: Path, small_image: np.ndarray) -> None:
+    dest = tmp_path / "bare.zarr"
+    convert(small_image, dest, chunks=100, layout="array", zarr_format=2)
+    array = zarr.open_array(str(dest), mode="r")
+    assert array.chunks == (100, 100)
+    np.testing.assert_array_equal(array[...], small_image)
+    with pytest.raises(InvalidOptionError, match="cannot hold a pyramid"):
+        convert(small_image, tmp_path / "bare2.zarr", layout="array", levels=3)
+
+
+def test_dask_source_larger_than_a_region_streams(tmp_path: Path) -> None:
+    lazy = da.arange(3000 * 2500, dtype="uint32", chunks=1_000_000).reshape(3000, 2500) % 5000
+    dest = tmp_path / "lazy.zarr"
+    result = convert(lazy, dest, chunks=256)
+    assert result.plan.n_levels == 5
+    group = zarr.open_group(str(dest), mode="r")
+    np.testing.assert_array_equal(
+        group["0"][1234:1300, 2000:2100], lazy[1234:1300, 2000:2100].compute()
+    )
+    np.testing.assert_array_equal(group["1"][...], reference_mean(lazy.compute()))
+
+
+def test_multichannel_5d_with_metadata(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 1000, size=(2, 3, 4, 70, 90), dtype=np.uint16)
+    dest = tmp_path / "5d.zarr"
+    convert(
+        image,
+        dest,
+        chunks=32,
+        axes=("t", "c", "z", "y", "x"),
+        scale=(1.0, 1.0, 2.0, 0.5, 0.5),
+        units=("second", None, "micrometer", "micrometer", "micrometer"),
+        channel_names=("DAPI", "GFP", "RFP"),
+        colors=("0000FF", "00FF00", "FF0000"),
+    )
+    group = zarr.open_group(str(dest), mode="r")
+    assert group["0"].chunks == (1, 1, 1, 32, 32)
+    assert group["1"].shape == (2, 3, 4, 35, 45)
+    np.testing.assert_array_equal(group["1"][...], reference_mean(image))
+    layer = read_zarr(dest).layers[0]
+    assert layer.kwargs["channel_axis"] == 1
+    assert layer.kwargs["name"] == ["DAPI", "GFP", "RFP"]
+    assert layer.kwargs["colormap"] == ["#0000ff", "#00ff00", "#ff0000"]
+    assert layer.kwargs["scale"] == (1.0, 2.0, 0.5, 0.5)
+
+
+def test_one_pixel_image(tmp_path: Path) -> None:
+    dest = tmp_path / "pixel.zarr"
+    result = convert(np.array([[42]], dtype=np.uint8), dest)
+    assert result.plan.n_levels == 1
+    assert zarr.open_group(str(dest), mode="r")["0"][0, 0] == 42
+
+
+def test_labels_use_nearest_and_open_as_labels(tmp_path: Path) -> None:
+    labels = np.zeros((100, 100), dtype=np.uint32)
+    labels[10:60, 10:60] = 7
+    labels[60:, 60:] = 3
+    labels[::2, ::2] = 5  # a mean would invent values such as 4 or 6
+    dest = tmp_path / "labels.zarr"
+    convert(labels, dest, chunks=16, label=True)
+    group = zarr.open_group(str(dest), mode="r")
+    assert set(np.unique(group["1"][...])) <= {0, 3, 5, 7}
+    assert "image-label" in group.attrs["ome"]
+    assert read_zarr(dest).layers[0].layer_type == "labels"
+
+
+def test_rgb_is_kept_as_channels_and_reads_back_as_rgb(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 255, size=(80, 120, 3), dtype=np.uint8)
+    dest = tmp_path / "rgb.zarr"
+    convert(rgb, dest, chunks=32, rgb=True)
+    group = zarr.open_group(str(dest), mode="r")
+    assert group["0"].shape == (3, 80, 120)
+    assert [a["name"] for a in group.attrs["ome"]["multiscales"][0]["axes"]] == ["c", "y", "x"]
+    layer = read_zarr(dest).layers[0]
+    assert layer.kwargs["rgb"] is True
+    np.testing.assert_array_equal(layer.data[0].compute(), rgb)
+
+
+def test_downsample_kernel_matches_reference() -> None:
+    rng = np.random.default_rng(7)
+    block = rng.integers(0, 65535, size=(2, 33, 17), dtype=np.uint16)
+    np.testing.assert_array_equal(downsample_2x(block), reference_mean(block))
+
+
+def test_plan_describes_tiles_levels_and_size() -> None:
+    plan = plan_conversion((2000, 5000), "uint16", chunks=512)
+    assert plan.n_levels == 5
+    assert plan.level_shapes[-1] == (125, 313)
+    assert plan.tiles == 4 * 10 + 2 * 5 + 1 * 3 + 1 * 2 + 1
+    assert plan.nbytes == sum(h * w for h, w in plan.level_shapes) * 2
+    assert "5 levels" in plan.describe()
+
+
+# ------------------------------------------------------------------------------------------------
+# Nothing is lost, and bad input is refused clearly
+# ------------------------------------------------------------------------------------------------
+
+
+def test_existing_destination_is_refused_without_overwrite(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    dest = tmp_path / "out.zarr"
+    convert(small_image, dest)
+    before = (dest / "zarr.json").read_bytes()
+    with pytest.raises(DestinationError, match="already exists"):
+        convert(small_image[:10, :10], dest)
+    assert (dest / "zarr.json").read_bytes() == before
+    convert(small_image[:10, :10], dest, overwrite=True)
+    assert zarr.open_group(str(dest), mode="r")["0"].shape == (10, 10)
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_zarr(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    dest = tmp_path / "thesis"
+    dest.mkdir()
+    (dest / "chapter1.tex").write_text("precious")
+    with pytest.raises(DestinationError, match="not a zarr store"):
+        convert(small_image, dest, overwrite=True)
+    assert (dest / "chapter1.tex").read_text() == "precious"
+
+
+def test_destination_inside_the_source_store(tmp_path: Path, small_image: np.ndarray) -> None:
+    source_path = tmp_path / "source.zarr"
+    source = zarr.create_array(str(source_path), data=small_image, chunks=(64, 64))
+    with pytest.raises(DestinationError, match="inside the source"):
+        convert(source, source_path / "copy.zarr")
+
+
+def test_destination_that_cannot_be_created(tmp_path: Path, small_image: np.ndarray) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(DestinationError, match="cannot create the destination folder"):
+        convert(small_image, blocker / "out.zarr")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunks": 0}, "chunks must be positive"),
+        ({"chunks": -5}, "chunks must be positive"),
+        ({"chunks": (64, 64, 64)}, "chunks has 3 values but the image has 2 axes"),
+        ({"shards": 100, "chunks": 64}, "must be a multiple of the chunks"),
+        ({"shards": 128, "zarr_format": 2}, "shards need zarr format 3"),
+        ({"compressor": "lzma"}, "unknown compressor"),
+        ({"compressor": "gzip", "clevel": 12}, "out of range"),
+        ({"levels": 0}, "levels must be 'auto' or a positive integer"),
+        ({"zarr_format": 4}, "zarr_format must be 2 or 3"),
+    ],
+)
+def test_invalid_options(
+    tmp_path: Path, small_image: np.ndarray, options: dict, message: str
+) -> None:
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(InvalidOptionError, match=message):
+        convert(small_image, dest, **options)
+    assert not dest.exists()
+    assert not staging_path(dest).exists()
+
+
+def test_chunks_larger_than_the_image_are_clipped(tmp_path: Path) -> None:
+    dest = tmp_path / "small.zarr"
+    convert(np.ones((30, 40), dtype=np.uint8), dest, chunks=512)
+    assert zarr.open_group(str(dest), mode="r")["0"].chunks == (30, 40)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.complex64, object])
+def test_unsupported_dtypes(tmp_path: Path, dtype: type) -> None:
+    with pytest.raises(UnsupportedDtypeError, match="supported: uint8, uint16"):
+        convert(np.zeros((4, 4), dtype=dtype), tmp_path / "out.zarr")
+
+
+def test_source_is_never_modified(tmp_path: Path, small_image: np.ndarray) -> None:
+    source = small_image.copy()
+    convert(source, tmp_path / "out.zarr", chunks=50)
+    np.testing.assert_array_equal(source, small_image)
+
+
+def test_cancel_stops_and_leaves_nothing(tmp_path: Path) -> None:
+    image = np.zeros((4096, 4096), dtype=np.uint16)  # four regions of 2048 x 2048
+    dest = tmp_path / "cancelled.zarr"
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(event) -> None:
+        seen.append(event.tiles_done)
+        stop.set()
+
+    with pytest.raises(ConversionCancelled):
+        convert(image, dest, chunks=128, progress=on_progress, cancel=stop, workers=1)
+    assert seen
+    assert seen[-1] < plan_conversion(image.shape, image.dtype, chunks=128).tiles
+    assert not dest.exists()
+    assert not staging_path(dest).exists()
+
+
+def test_write_failure_mid_way_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
+    """Files may not grow past 64 KB in the child (as when a disk fills): a clear error, no store."""
+    dest = tmp_path / "full.zarr"
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        import numpy as np
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        from napari_zarr_tiler import convert
+        from napari_zarr_tiler.errors import DestinationError
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 65535, size=(1024, 1024), dtype=np.uint16)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+        try:
+            convert(image, {str(dest)!r}, chunks=512, compressor="none")
+        except DestinationError as error:
+            print("DestinationError:", error)
+            sys.exit(3)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "writing failed" in result.stdout
+    assert not dest.exists()
+    assert not staging_path(dest).exists()
+
+
+def test_streaming_keeps_memory_bounded(tmp_path: Path) -> None:
+    """A 1.6 GB lazy source converts in a child process whose peak RSS stays far below its size."""
+    dest = tmp_path / "big.zarr"
+    script = textwrap.dedent(
+        f"""
+        import resource
+        import dask.array as da
+        from napari_zarr_tiler import convert
+        image = da.random.default_rng(0).integers(0, 4000, size=(20480, 40960), dtype="uint16", chunks=(2048, 2048))
+        convert(image, {str(dest)!r}, chunks=512, compressor="blosc-lz4")
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    peak_mb = int(result.stdout.split()[-1])
+    assert peak_mb < 600, f"peak RSS {peak_mb} MB for a 1,678 MB image"
+    meta = json.loads((dest / "zarr.json").read_text())
+    assert len(meta["attributes"]["ome"]["multiscales"][0]["datasets"]) == 8
