@@ -1,0 +1,284 @@
+"""The "Convert to zarr" dock widget: a magicgui shell over :func:`napari_zarr_tiler.convert`.
+
+The conversion runs in a napari thread worker (the viewer never blocks); progress goes to napari's
+progress bar; Cancel stops the engine between regions and removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from ..compression import COMPRESSORS, DEFAULT_LEVELS
+from ..conversion import ConversionResult, Progress, convert, plan_conversion
+from ..errors import ConversionCancelled, ZarrTilerError
+from .layer_metadata import conversion_options, level_zero
+
+if TYPE_CHECKING:
+    import napari
+
+_DONE = object()
+
+
+class _Failed:
+    """An error handed from the worker to the widget (superqt re-raises returned exceptions)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def parse_shape(text: str, *, name: str) -> int | tuple[int, ...] | None:
+    """Parse "512" or "1, 512, 512" (or "" for None) as typed in the widget."""
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return None
+    try:
+        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError as error:
+        msg = f"{name} must be a number or comma-separated numbers, got {text!r}"
+        raise ValueError(msg) from error
+    return values[0] if len(values) == 1 else values
+
+
+def parse_levels(text: str) -> int | str:
+    """Parse "auto" or a positive integer."""
+    text = text.strip().lower()
+    if text in ("", "auto"):
+        return "auto"
+    try:
+        return int(text)
+    except ValueError as error:
+        msg = f"levels must be 'auto' or a number, got {text!r}"
+        raise ValueError(msg) from error
+
+
+class ConvertWidget(Container):
+    """Convert the selected Image or Labels layer into a tiled, compressed OME-Zarr pyramid."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self.layer = ComboBox(name="layer", label="layer", choices=self._layer_choices)
+        self.output = FileEdit(name="output", label="output", mode="w", filter="*.zarr")
+        self.chunks = LineEdit(name="chunks", label="chunks", value="512")
+        self.compressor = ComboBox(
+            name="compressor", label="compressor", choices=COMPRESSORS, value="zstd"
+        )
+        self.clevel = SpinBox(
+            name="clevel", label="clevel", min=0, max=22, value=DEFAULT_LEVELS["zstd"]
+        )
+        self.zarr_format = ComboBox(
+            name="zarr_format", label="zarr format", choices=(3, 2), value=3
+        )
+        self.shards = LineEdit(name="shards", label="shards", value="")
+        self.levels = LineEdit(name="levels", label="levels", value="auto")
+        self.overwrite = CheckBox(
+            name="overwrite", text="overwrite an existing zarr store", value=False
+        )
+        self.open_result = CheckBox(name="open_result", text="open the result", value=True)
+        self.info = Label(name="info", label="")
+        self.run_button = PushButton(name="run", text="Convert")
+        self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
+        self.extend(
+            [
+                self.layer,
+                self.output,
+                self.chunks,
+                self.compressor,
+                self.clevel,
+                self.zarr_format,
+                self.shards,
+                self.levels,
+                self.overwrite,
+                self.open_result,
+                self.info,
+                self.run_button,
+                self.cancel_button,
+            ]
+        )
+        self.worker: GeneratorWorker | None = None
+        self._progress_bar: progress | None = None
+        self._tiles_seen = 0
+        self._stop = threading.Event()
+        for widget in (self.layer, self.chunks, self.zarr_format, self.shards, self.levels):
+            widget.changed.connect(self._update_info)
+        self.compressor.changed.connect(self._compressor_changed)
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        napari_viewer.layers.events.inserted.connect(self.reset_choices)
+        napari_viewer.layers.events.removed.connect(self.reset_choices)
+        napari_viewer.layers.selection.events.active.connect(self._select_active)
+        self.reset_choices()
+        self._select_active()
+        self._update_info()
+
+    # -- choices and live information ---------------------------------------------------------
+
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image | Labels)
+        ]
+
+    def _select_active(self, _event: Any = None) -> None:
+        active = self._viewer.layers.selection.active
+        if isinstance(active, Image | Labels) and active in [c[1] for c in self._layer_choices()]:
+            self.layer.value = active
+
+    def _compressor_changed(self, name: str) -> None:
+        self.clevel.enabled = name != "none"
+        self.clevel.value = DEFAULT_LEVELS[name]
+
+    def _options(self) -> dict[str, Any]:
+        chunks = parse_shape(self.chunks.value, name="chunks")
+        return {
+            "chunks": 512 if chunks is None else chunks,
+            "shards": parse_shape(self.shards.value, name="shards"),
+            "levels": parse_levels(self.levels.value),
+            "zarr_format": int(self.zarr_format.value),
+        }
+
+    def _plan(self):
+        layer = self.layer.value
+        if layer is None:
+            msg = "open an image or labels layer to convert"
+            raise ValueError(msg)
+        data = layer.data[0] if layer.multiscale else layer.data
+        shape = tuple(data.shape)
+        if getattr(layer, "rgb", False):
+            shape = (
+                (shape[-1], *shape[:-1])
+                if len(shape) <= 4
+                else (shape[0], shape[-1], *shape[1:-1])
+            )
+        return plan_conversion(shape, data.dtype, **self._options())
+
+    def _update_info(self, _event: Any = None) -> None:
+        try:
+            self.info.value = self._plan().describe()
+        except (ValueError, TypeError, ZarrTilerError) as error:
+            self.info.value = f"⚠ {error}"
+
+    # -- running -------------------------------------------------------------------------------
+
+    def start(self, _event: Any = None) -> None:
+        """Validate the parameters and start the conversion in a thread worker."""
+        if self.worker is not None:
+            return
+        try:
+            plan = self._plan()
+            output = Path(self.output.value)
+            if not str(self.output.value) or output == Path():
+                msg = "choose an output path, for example /data/slide.zarr"
+                raise ValueError(msg)
+            layer = self.layer.value
+            data, meta, layer_type = layer.as_layer_data_tuple()
+            options = {
+                **conversion_options(meta, layer_type),
+                **self._options(),
+                "compressor": self.compressor.value,
+                "clevel": None if self.compressor.value == "none" else int(self.clevel.value),
+                "overwrite": bool(self.overwrite.value),
+            }
+        except (ValueError, TypeError, ZarrTilerError) as error:
+            show_error(f"Convert to zarr: {error}")
+            return
+        self._tiles_seen = 0
+        self._stop = threading.Event()
+        self._progress_bar = progress(total=plan.tiles, desc="Converting to zarr")
+        self.worker = _conversion_worker(level_zero(data, meta), output, options, self._stop)
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.worker.start()
+
+    def cancel(self, _event: Any = None) -> None:
+        """Stop the running conversion; it removes what it wrote."""
+        # The engine checks this between regions, removes its partial output and returns None.
+        self._stop.set()
+
+    def _on_progress(self, event: Progress) -> None:
+        if self._progress_bar is not None:
+            self._progress_bar.update(event.tiles_done - self._tiles_seen)
+            self._progress_bar.set_description(
+                f"Converting to zarr ({event.megabytes_per_second:.0f} MB/s)"
+            )
+        self._tiles_seen = event.tiles_done
+
+    def _on_done(self, result: ConversionResult | _Failed | None) -> None:
+        if isinstance(result, _Failed):
+            self._on_error(result.error)
+            return
+        if result is None:
+            show_info("Convert to zarr: cancelled; nothing was written")
+            return
+        show_info(f"Wrote {result.path} ({result.plan.describe()}) in {result.seconds:.1f} s")
+        if self.open_result.value:
+            self._viewer.open(str(result.path), plugin="napari-zarr-tiler")
+
+    def _on_error(self, error: Exception) -> None:
+        show_error(f"Convert to zarr failed: {error}")
+
+    def _on_finished(self) -> None:
+        if self._progress_bar is not None:
+            self._progress_bar.close()
+            self._progress_bar = None
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        self._update_info()
+
+
+@thread_worker
+def _conversion_worker(source: Any, output: Path, options: dict[str, Any], stop: threading.Event):
+    """Run :func:`convert` on a helper thread and yield its progress; ``stop`` cancels it."""
+    events: queue.Queue[Any] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = convert(
+                source, output, progress=events.put, cancel=stop, **options
+            )
+        except ConversionCancelled:
+            outcome["result"] = None
+        except Exception as error:  # handed back to the widget, shown as a notification
+            outcome["error"] = error
+        finally:
+            events.put(_DONE)
+
+    runner = threading.Thread(target=run, name="zarr-tiler-convert", daemon=True)
+    runner.start()
+    try:
+        while True:
+            event = events.get()
+            if event is _DONE:
+                break
+            yield event
+    finally:
+        stop.set()  # also if the worker is quit: the engine stops between regions
+        runner.join()
+    # Errors come back as a value: the widget turns them into a notification (a raised error
+    # would reach napari's exception hook as a traceback).
+    return _Failed(outcome["error"]) if "error" in outcome else outcome.get("result")
