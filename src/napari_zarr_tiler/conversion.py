@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,13 +26,25 @@ from . import ome_ngff
 from .compression import compressor_codecs
 from .destination import abort_staging, begin_staging, check_destination, commit_staging
 from .errors import (
-    ConversionCancelled,
     ConversionError,
     DestinationError,
     InvalidOptionError,
     UnsupportedDtypeError,
 )
-from .pyramid import Downsampling, auto_level_count, downsample_2x, level_shapes, max_level_count
+from .pyramid import Downsampling, auto_level_count, level_shapes, max_level_count
+from .region_writer import (
+    CancelArg,
+    Journal,
+    LevelReader,
+    Progress,
+    PyramidPass,
+    RegionScheduler,
+    SourceReader,
+    codec_pipeline_name,
+    dask_client,
+    use_codec_pipeline,
+)
+from .sources import SourceSpec
 
 SUPPORTED_DTYPES = (
     "uint8",
@@ -54,27 +65,6 @@ DEFAULT_COLORS = ("FFFFFF", "FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0
 RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
 
 Layout = Literal["ome", "array"]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Progress of a running conversion, passed to the ``progress`` callback."""
-
-    tiles_done: int
-    tiles_total: int
-    bytes_done: int
-    bytes_total: int
-    elapsed: float
-
-    @property
-    def fraction(self) -> float:
-        """Share of tiles written, from 0 to 1."""
-        return self.tiles_done / self.tiles_total if self.tiles_total else 1.0
-
-    @property
-    def megabytes_per_second(self) -> float:
-        """Uncompressed throughput so far."""
-        return self.bytes_done / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -310,21 +300,24 @@ def plan_conversion(
 
 
 class _Source:
-    """Level 0 of what the user gave, read region by region (RGB moved to a channel axis)."""
+    """Level 0 of what the user gave: its shape (RGB moved to a channel axis) and a reader."""
 
     def __init__(self, source: Any, *, rgb: bool) -> None:
-        if isinstance(source, list | tuple) or (
-            hasattr(source, "__getitem__") and type(source).__name__ == "MultiScaleData"
-        ):
+        self.spec = source if isinstance(source, SourceSpec) else None
+        if self.spec is not None:
+            source = self.spec.open().array
+        if isinstance(source, list | tuple) or type(source).__name__ == "MultiScaleData":
             if len(source) == 0:
                 msg = "the source is an empty list of levels"
                 raise InvalidOptionError(msg)
             source = source[0]
         if not hasattr(source, "shape") or not hasattr(source, "dtype"):
-            msg = f"the source must be an array (numpy, dask, zarr) or a list of levels, got {type(source).__name__}"
+            msg = (
+                "the source must be an array (numpy, dask, zarr) or a list of levels, "
+                f"got {type(source).__name__}"
+            )
             raise InvalidOptionError(msg)
         self.array = source
-        self.rgb = rgb
         shape = tuple(int(s) for s in source.shape)
         self.channel_position = None
         if rgb:
@@ -338,182 +331,28 @@ class _Source:
             shape = tuple(dims)
         self.shape = shape
         self.dtype = np.dtype(source.dtype)
+        self.reader = SourceReader(source, spec=self.spec, channel_position=self.channel_position)
 
     def paths(self) -> list[Path]:
         """Files or folders the source is read from, as far as they can be known."""
+        paths = (
+            [Path(self.spec.path)]
+            if self.spec is not None and not self.spec.path.startswith("sample:")
+            else []
+        )
         store = getattr(self.array, "store", None)
         root = getattr(store, "root", None)
-        paths = [Path(root)] if root is not None else []
+        if root is not None:
+            paths.append(Path(root))
         filename = getattr(self.array, "filename", None)  # numpy memmap
         if isinstance(filename, str):
             paths.append(Path(filename))
         return paths
 
-    def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        if self.channel_position is not None:
-            position = self.channel_position
-            source_region = (*region[:position], *region[position + 1 :], region[position])
-            return np.ascontiguousarray(np.moveaxis(self._read(source_region), -1, position))
-        return self._read(region)
-
-    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
-        block = self.array[region]
-        if hasattr(block, "compute"):
-            block = block.compute(scheduler="sync")
-        return np.asarray(block)
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------
-
-
-def _regions(shape: tuple[int, ...], region_shape: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
-    grids = [range(0, s, r) for s, r in zip(shape, region_shape, strict=True)]
-    for starts in np.ndindex(*(len(g) for g in grids)):
-        yield tuple(
-            slice(grid[i], min(grid[i] + r, s))
-            for grid, i, r, s in zip(grids, starts, region_shape, shape, strict=True)
-        )
-
-
-def _halve(region: tuple[slice, ...]) -> tuple[slice, ...]:
-    *lead, y, x = region
-    return (
-        *lead,
-        slice(y.start // 2, math.ceil(y.stop / 2)),
-        slice(x.start // 2, math.ceil(x.stop / 2)),
-    )
-
-
-@contextlib.contextmanager
-def _codec_pipeline() -> Iterator[str]:
-    """Use the Rust ``zarrs`` codec pipeline when it is installed (several times faster)."""
-    if os.environ.get("NAPARI_ZARR_TILER_PIPELINE", "auto") != "default":
-        try:
-            import zarrs  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
-                yield "zarrs"
-            return
-    yield "zarr-python"
-
-
-CancelArg = threading.Event | Callable[[], bool] | None
-
-
-def _cancelled(cancel: CancelArg) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set()
-    return bool(cancel())
-
-
-class _Writer:
-    """Writes the levels of a plan, region by region, on a bounded thread pool."""
-
-    def __init__(
-        self,
-        plan: ConversionPlan,
-        arrays: list[Any],
-        *,
-        method: Downsampling,
-        progress: Callable[[Progress], None] | None,
-        cancel: CancelArg,
-        workers: int,
-    ) -> None:
-        self.plan = plan
-        self.arrays = arrays
-        self.method = method
-        self.progress = progress
-        self.cancel = cancel
-        self.workers = workers
-        self.lock = threading.Lock()
-        self.tiles_done = 0
-        self.bytes_done = 0
-        self.started = time.perf_counter()
-        self.tile_pixels = [math.prod(c) for c in plan.level_chunks]
-
-    def _report(self, level: int, block: np.ndarray) -> None:
-        with self.lock:
-            self.tiles_done += math.prod(
-                math.ceil(s / c)
-                for s, c in zip(block.shape, self.plan.level_chunks[level], strict=True)
-            )
-            self.bytes_done += block.nbytes
-            event = Progress(
-                self.tiles_done,
-                self.plan.tiles,
-                self.bytes_done,
-                self.plan.nbytes,
-                time.perf_counter() - self.started,
-            )
-        if self.progress is not None:
-            self.progress(event)
-
-    def _do_region(
-        self,
-        read: Callable[[tuple[slice, ...]], np.ndarray],
-        region: tuple[slice, ...],
-        first: int,
-        last: int,
-        write_first: bool,
-    ) -> None:
-        block = read(region)
-        if write_first:
-            self.arrays[first][region] = block
-            self._report(first, block)
-        for level in range(first + 1, last + 1):
-            block = downsample_2x(block, self.method)
-            region = _halve(region)
-            self.arrays[level][region] = block
-            self._report(level, block)
-
-    def _run_pass(
-        self,
-        read: Callable[[tuple[slice, ...]], np.ndarray],
-        first: int,
-        last: int,
-        write_first: bool,
-    ) -> None:
-        shape = self.plan.level_shapes[first]
-        unit = self.plan.level_shards[first] or self.plan.level_chunks[first]
-        region_shape = (*unit[:-2], *self.plan.region_yx) if len(shape) >= 2 else unit
-        in_flight: set[Future[None]] = set()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zarr-tiler") as pool:
-            try:
-                for region in _regions(shape, region_shape):
-                    if _cancelled(self.cancel):
-                        raise ConversionCancelled("the conversion was cancelled")
-                    while len(in_flight) >= self.workers + 1:
-                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            future.result()
-                    in_flight.add(
-                        pool.submit(self._do_region, read, region, first, last, write_first)
-                    )
-                for future in in_flight:
-                    future.result()
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
-
-    def run(self, source: _Source) -> None:
-        n_levels = self.plan.n_levels
-        depth = max(self.plan.depth, 1) if n_levels > 1 else 0
-        self._run_pass(source.read, 0, min(depth, n_levels - 1), write_first=True)
-        base = min(depth, n_levels - 1)
-        while base < n_levels - 1:
-            last = min(base + depth, n_levels - 1)
-            level_array = self.arrays[base]
-            self._run_pass(
-                lambda region, a=level_array: np.asarray(a[region]), base, last, write_first=False
-            )
-            base = last
+    def describe(self) -> str:
+        """Identifies the source in the resume journal."""
+        origin = self.spec.path if self.spec is not None else type(self.array).__name__
+        return f"{origin} {self.shape} {self.dtype}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +477,8 @@ def convert(
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelArg = None,
     workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
 ) -> ConversionResult:
     """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
 
@@ -687,7 +528,16 @@ def convert(
         Checked between regions; when set (or returning True) the conversion stops, removes
         what it wrote, and raises :class:`ConversionCancelled`.
     workers : int, optional
-        Regions processed at once (default: the number of CPUs).
+        Regions processed at once by the in-process threads (default: the number of CPUs).
+    scheduler : str, optional
+        None (default) runs on threads in this process; ``"local"`` starts a dask
+        ``LocalCluster`` of worker processes; any other value is the address of a running
+        dask.distributed scheduler (its workers must see the source and ``dest``). The store
+        written is byte-for-byte the same whichever runs it.
+    resume : bool
+        Continue an interrupted conversion to ``dest`` (same source and options), skipping the
+        regions its journal lists as written. An interrupted run (Ctrl-C, SIGKILL) keeps its
+        partial store hidden beside ``dest`` for this.
 
     Returns
     -------
@@ -740,24 +590,53 @@ def convert(
     version = "0.5" if zarr_format == 3 else "0.4"
     method: Downsampling = "nearest" if label else "mean"
 
-    staging = begin_staging(dest_path)
+    pipeline = codec_pipeline_name()
+    run_id = uuid.uuid4().hex
+    fingerprint = {
+        "source": src.describe(),
+        "plan": [
+            plan.level_shapes,
+            plan.level_chunks,
+            plan.level_shards,
+            plan.zarr_format,
+            plan.layout,
+        ],
+        "codec": [compressor, clevel],
+        "pipeline": pipeline,
+        "method": method,
+    }
+    staging = begin_staging(dest_path, resume=resume)
     try:
-        with _codec_pipeline() as pipeline:
-            arrays = _create_arrays(staging, plan, codecs, axis_names)
-            writer = _Writer(
-                plan,
-                arrays,
-                method=method,
-                progress=progress,
-                cancel=cancel,
-                workers=workers or os.cpu_count() or 2,
-            )
-            writer.run(src)
+        with use_codec_pipeline(pipeline):
+            level_paths = _create_arrays(staging, plan, codecs, axis_names, reuse=resume)
+        journal = Journal(staging, fingerprint, resume=resume)
+        try:
+            client_context = dask_client(scheduler) if scheduler else contextlib.nullcontext()
+            with use_codec_pipeline(pipeline), client_context as client:
+                runner = RegionScheduler(
+                    pipeline=pipeline,
+                    run_id=run_id,
+                    method=method,
+                    level_chunks=plan.level_chunks,
+                    tiles_total=plan.tiles,
+                    bytes_total=plan.nbytes,
+                    journal=journal,
+                    progress=progress,
+                    cancel=cancel,
+                    workers=workers or os.cpu_count() or 2,
+                    client=client,
+                )
+                for pass_index, pyramid_pass in enumerate(
+                    _passes(plan, src.reader, level_paths, pipeline, run_id)
+                ):
+                    runner.run(pyramid_pass, pass_index, plan.dtype.itemsize)
+        finally:
+            journal.close()
         if layout == "ome":
             assert axis_names is not None
             attributes = _ome_attributes(
                 plan,
-                arrays[-1],
+                zarr.open_array(level_paths[-1], mode="r"),
                 axis_names=axis_names,
                 scales=scales,
                 offsets=offsets,
@@ -772,10 +651,15 @@ def convert(
                 colors=colors,
                 contrast_limits=contrast_limits,
             )
+            # The metadata that declares the image comes last.
             zarr.open_group(str(staging), mode="r+", zarr_format=zarr_format).attrs.update(
                 attributes
             )
+        journal.remove()
         commit_staging(staging, dest_path)
+    except KeyboardInterrupt:
+        # Interrupted by the user: keep the partial store (hidden, marked incomplete) for resume.
+        raise
     except BaseException as error:
         abort_staging(staging)
         # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
@@ -795,22 +679,49 @@ def convert(
     )
 
 
+def _passes(
+    plan: ConversionPlan, reader: SourceReader, level_paths: list[str], pipeline: str, run_id: str
+) -> Iterator[PyramidPass]:
+    """Pass 0 reads the source into levels 0..depth; each next pass reads the last level written."""
+    n_levels = plan.n_levels
+    depth = max(plan.depth, 1) if n_levels > 1 else 0
+    first, last = 0, min(depth, n_levels - 1)
+    while True:
+        unit = plan.level_shards[first] or plan.level_chunks[first]
+        shape = plan.level_shapes[first]
+        region_shape = (*unit[:-2], *plan.region_yx) if len(shape) >= 2 else unit
+        yield PyramidPass(
+            read=reader if first == 0 else LevelReader(level_paths[first], pipeline, run_id),
+            level_paths=tuple(level_paths[first : last + 1]),
+            levels=tuple(range(first, last + 1)),
+            shape=shape,
+            region_shape=region_shape,
+            write_first=first == 0,
+        )
+        if last >= n_levels - 1:
+            return
+        first, last = last, min(last + depth, n_levels - 1)
+
+
 def _create_arrays(
-    staging: Path, plan: ConversionPlan, codecs: list[Any] | None, axis_names: list[str] | None
-) -> list[Any]:
-    fill_value = 0
-    kwargs: dict[str, Any] = {
-        "compressors": codecs,
-        "fill_value": fill_value,
-    }
+    staging: Path,
+    plan: ConversionPlan,
+    codecs: list[Any] | None,
+    axis_names: list[str] | None,
+    *,
+    reuse: bool,
+) -> list[str]:
+    """Create the level arrays (or, when resuming, keep those already there); return their paths."""
+    kwargs: dict[str, Any] = {"compressors": codecs, "fill_value": 0}
     if plan.zarr_format == 3:
         if axis_names is not None:
             kwargs["dimension_names"] = axis_names
     else:
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    metadata = "zarr.json" if plan.zarr_format == 3 else ".zarray"
     try:
         if plan.layout == "array":
-            return [
+            if not (reuse and (staging / metadata).is_file()):
                 zarr.create_array(
                     str(staging),
                     shape=plan.shape,
@@ -820,16 +731,20 @@ def _create_arrays(
                     zarr_format=plan.zarr_format,
                     **kwargs,
                 )
-            ]
-        group = zarr.create_group(str(staging), zarr_format=plan.zarr_format)
-        return [
-            group.create_array(
-                str(level), shape=shape, dtype=plan.dtype, chunks=chunk, shards=shard, **kwargs
-            )
-            for level, (shape, chunk, shard) in enumerate(
-                zip(plan.level_shapes, plan.level_chunks, plan.level_shards, strict=True)
-            )
-        ]
+            return [str(staging)]
+        group_metadata = "zarr.json" if plan.zarr_format == 3 else ".zgroup"
+        if reuse and (staging / group_metadata).is_file():
+            group = zarr.open_group(str(staging), mode="r+", zarr_format=plan.zarr_format)
+        else:
+            group = zarr.create_group(str(staging), zarr_format=plan.zarr_format)
+        for level, (shape, chunk, shard) in enumerate(
+            zip(plan.level_shapes, plan.level_chunks, plan.level_shards, strict=True)
+        ):
+            if not (reuse and (staging / str(level) / metadata).is_file()):
+                group.create_array(
+                    str(level), shape=shape, dtype=plan.dtype, chunks=chunk, shards=shard, **kwargs
+                )
+        return [str(staging / str(level)) for level in range(plan.n_levels)]
     except (ValueError, TypeError) as error:
         msg = f"zarr refused the array settings: {error}"
         raise ConversionError(msg) from error

@@ -1,0 +1,485 @@
+"""Write pyramid levels region by region, on threads or on a dask.distributed cluster.
+
+A *pass* reads regions of one level (the source, or a level already written), writes them and the
+next few levels computed from them in memory. Regions are aligned to whole chunks (and shards) of
+every level they write, so no two tasks ever touch the same chunk. A journal in the staging folder
+records each finished region, so an interrupted conversion resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .errors import ConversionCancelled, InvalidOptionError
+from .pyramid import Downsampling, downsample_2x
+
+JOURNAL = ".napari-zarr-tiler-journal"
+Region = tuple[slice, ...]
+CancelArg = threading.Event | Callable[[], bool] | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of a running conversion, passed to the ``progress`` callback."""
+
+    tiles_done: int
+    tiles_total: int
+    bytes_done: int
+    bytes_total: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        """Share of tiles written, from 0 to 1."""
+        return self.tiles_done / self.tiles_total if self.tiles_total else 1.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Uncompressed throughput so far."""
+        return self.bytes_done / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+def codec_pipeline_name() -> str:
+    """``"zarrs"`` (the Rust pipeline, several times faster) when installed, else zarr-python's."""
+    if os.environ.get("NAPARI_ZARR_TILER_PIPELINE", "auto") == "default":
+        return "default"
+    try:
+        import zarrs  # noqa: F401
+    except ImportError:
+        return "default"
+    return "zarrs"
+
+
+_PIPELINE_PATHS = {
+    "zarrs": "zarrs.ZarrsCodecPipeline",
+    "default": "zarr.core.codec_pipeline.BatchedCodecPipeline",
+}
+
+
+@contextlib.contextmanager
+def use_codec_pipeline(name: str) -> Iterator[None]:
+    """Open and write arrays with the named codec pipeline inside this block."""
+    with zarr.config.set({"codec_pipeline.path": _PIPELINE_PATHS[name]}):
+        yield
+
+
+@functools.lru_cache(maxsize=64)
+def _open_level(path: str, pipeline: str, run_id: str) -> Any:
+    """A level array opened for writing in this process, cached for one conversion (``run_id``)."""
+    with use_codec_pipeline(pipeline):
+        return zarr.open_array(path, mode="r+")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+class SourceReader:
+    """Read regions of level 0 (RGB samples moved to a channel axis); picklable via a spec.
+
+    Parameters
+    ----------
+    array : array-like, optional
+        numpy, dask or zarr array (used in this process).
+    spec : object with ``open()``, optional
+        A picklable source description (:class:`napari_zarr_tiler.sources.SourceSpec`), re-opened
+        in each worker process when the reader is sent to a cluster.
+    channel_position : int, optional
+        Where the RGB(A) sample axis (the source's last) goes, or None.
+    """
+
+    def __init__(
+        self, array: Any = None, *, spec: Any = None, channel_position: int | None = None
+    ) -> None:
+        self._array = array
+        self.spec = spec
+        self.channel_position = channel_position
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.spec is not None:
+            state["_array"] = None  # workers re-open the source from its spec
+        return state
+
+    @property
+    def array(self) -> Any:
+        if self._array is None:
+            self._array = self.spec.open().array
+        return self._array
+
+    def __call__(self, region: Region) -> np.ndarray:
+        position = self.channel_position
+        if position is None:
+            return self._read(region)
+        source_region = (*region[:position], *region[position + 1 :], region[position])
+        return np.ascontiguousarray(np.moveaxis(self._read(source_region), -1, position))
+
+    def _read(self, region: Region) -> np.ndarray:
+        block = self.array[region]
+        if hasattr(block, "compute"):
+            block = block.compute(scheduler="sync")
+        return np.asarray(block)
+
+
+class LevelReader:
+    """Read regions of a level already written (re-opened by path in worker processes)."""
+
+    def __init__(self, path: str, pipeline: str, run_id: str) -> None:
+        self.path = path
+        self.pipeline = pipeline
+        self.run_id = run_id
+
+    def __call__(self, region: Region) -> np.ndarray:
+        return np.asarray(_open_level(self.path, self.pipeline, self.run_id)[region])
+
+
+# ---------------------------------------------------------------------------------------------
+# One region: the unit of work
+# ---------------------------------------------------------------------------------------------
+
+
+def regions(shape: tuple[int, ...], region_shape: tuple[int, ...]) -> list[Region]:
+    """Regions of ``region_shape`` tiling ``shape`` in C order (the last ones clipped)."""
+    grids = [range(0, s, r) for s, r in zip(shape, region_shape, strict=True)]
+    return [
+        tuple(
+            slice(grid[i], min(grid[i] + r, s))
+            for grid, i, r, s in zip(grids, index, region_shape, shape, strict=True)
+        )
+        for index in np.ndindex(*(len(g) for g in grids))
+    ]
+
+
+def halve(region: Region) -> Region:
+    """The region of the next level that a region of this level downsamples into."""
+    *lead, y, x = region
+    return (
+        *lead,
+        slice(y.start // 2, math.ceil(y.stop / 2)),
+        slice(x.start // 2, math.ceil(x.stop / 2)),
+    )
+
+
+def convert_region(
+    read: Callable[[Region], np.ndarray],
+    level_paths: tuple[str, ...],
+    pipeline: str,
+    run_id: str,
+    region: Region,
+    write_first: bool,
+    method: Downsampling,
+) -> list[tuple[int, ...]]:
+    """Read one region, write it and its downsampled versions; return the shapes written.
+
+    ``level_paths[0]`` is the level the region belongs to (written only if ``write_first``);
+    each following path receives the region halved once more.
+    """
+    block = read(region)
+    written = []
+    for index, path in enumerate(level_paths):
+        if index > 0:
+            block = downsample_2x(block, method)
+            region = halve(region)
+        elif not write_first:
+            continue
+        _open_level(path, pipeline, run_id)[region] = block
+        written.append(block.shape)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Journal: which regions are done, for resume
+# ---------------------------------------------------------------------------------------------
+
+
+class Journal:
+    """Append-only record of finished regions in the staging folder (fsynced per region)."""
+
+    def __init__(self, staging: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
+        self.path = staging / JOURNAL
+        self.done: set[tuple[int, int]] = set()
+        header = json.dumps(fingerprint, sort_keys=True)
+        if resume and self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            if not lines or lines[0] != header:
+                msg = (
+                    f"{staging} was started with other options or another source; run again without "
+                    "resume to start over"
+                )
+                raise InvalidOptionError(msg)
+            for line in lines[1:]:
+                parts = line.split()
+                if len(parts) == 2 and all(p.isdigit() for p in parts):
+                    self.done.add((int(parts[0]), int(parts[1])))
+        else:
+            self.path.write_text(header + "\n")
+        self._file = self.path.open("a")
+        self._lock = threading.Lock()
+
+    def record(self, pass_index: int, region_index: int) -> None:
+        with self._lock:
+            self._file.write(f"{pass_index} {region_index}\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self.done.add((pass_index, region_index))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+# ---------------------------------------------------------------------------------------------
+
+
+def _cancelled(cancel: CancelArg) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str) -> Iterator[Any]:
+    """A dask.distributed client: ``"local"`` starts a LocalCluster of processes, else an address."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        msg = "a dask cluster needs the 'distributed' package: pip install 'napari-zarr-tiler[distributed]'"
+        raise InvalidOptionError(msg) from error
+    if scheduler == "local":
+        with (
+            LocalCluster(
+                n_workers=os.cpu_count() or 2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+    else:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as error:
+            msg = f"cannot reach the dask scheduler at {scheduler!r} ({error})"
+            raise InvalidOptionError(msg) from error
+        with client:
+            yield client
+
+
+@dataclass
+class PyramidPass:
+    """One pass: regions of ``level_paths[0]``, written with the levels after it."""
+
+    read: Callable[[Region], np.ndarray]
+    level_paths: tuple[str, ...]
+    levels: tuple[int, ...]
+    shape: tuple[int, ...]
+    region_shape: tuple[int, ...]
+    write_first: bool
+
+
+class RegionScheduler:
+    """Run passes region by region with bounded work in flight, on threads or a dask client."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        run_id: str,
+        method: Downsampling,
+        level_chunks: tuple[tuple[int, ...], ...],
+        tiles_total: int,
+        bytes_total: int,
+        journal: Journal,
+        progress: Callable[[Progress], None] | None,
+        cancel: CancelArg,
+        workers: int,
+        client: Any = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.method = method
+        self.level_chunks = level_chunks
+        self.tiles_total = tiles_total
+        self.bytes_total = bytes_total
+        self.journal = journal
+        self.progress = progress
+        self.cancel = cancel
+        self.workers = workers
+        self.client = client
+        self.itemsize = 1
+        self.tiles_done = 0
+        self.bytes_done = 0
+        self.started = time.perf_counter()
+
+    def _count(
+        self,
+        levels: tuple[int, ...],
+        shapes: list[tuple[int, ...]],
+        write_first: bool,
+        itemsize: int,
+    ) -> None:
+        for level, shape in zip(levels if write_first else levels[1:], shapes, strict=True):
+            chunks = self.level_chunks[level]
+            self.tiles_done += math.prod(
+                math.ceil(s / c) for s, c in zip(shape, chunks, strict=True)
+            )
+            self.bytes_done += math.prod(shape) * itemsize
+        if self.progress is not None:
+            self.progress(
+                Progress(
+                    self.tiles_done,
+                    self.tiles_total,
+                    self.bytes_done,
+                    self.bytes_total,
+                    time.perf_counter() - self.started,
+                )
+            )
+
+    def _skip_shapes(self, region: Region, count: int) -> list[tuple[int, ...]]:
+        shapes = []
+        for _ in range(count):
+            shapes.append(tuple(s.stop - s.start for s in region))
+            region = halve(region)
+        return shapes
+
+    def run(self, pyramid_pass: PyramidPass, pass_index: int, itemsize: int) -> None:
+        """Run one pass, skipping regions the journal lists as done."""
+        todo = []
+        for index, region in enumerate(regions(pyramid_pass.shape, pyramid_pass.region_shape)):
+            if (pass_index, index) in self.journal.done:
+                shapes = self._skip_shapes(region, len(pyramid_pass.levels))
+                self._count(
+                    pyramid_pass.levels,
+                    shapes if pyramid_pass.write_first else shapes[1:],
+                    pyramid_pass.write_first,
+                    itemsize,
+                )
+            else:
+                todo.append((index, region))
+        if self.client is None:
+            self._run_threads(pyramid_pass, pass_index, todo, itemsize)
+        else:
+            self._run_cluster(pyramid_pass, pass_index, todo, itemsize)
+
+    def _task_args(self, pyramid_pass: PyramidPass, region: Region) -> tuple[Any, ...]:
+        return (
+            pyramid_pass.read,
+            pyramid_pass.level_paths,
+            self.pipeline,
+            self.run_id,
+            region,
+            pyramid_pass.write_first,
+            self.method,
+        )
+
+    def _finish(
+        self,
+        pyramid_pass: PyramidPass,
+        pass_index: int,
+        index: int,
+        shapes: list[tuple[int, ...]],
+        itemsize: int,
+    ) -> None:
+        self.journal.record(pass_index, index)
+        self._count(pyramid_pass.levels, shapes, pyramid_pass.write_first, itemsize)
+
+    def _run_threads(
+        self,
+        pyramid_pass: PyramidPass,
+        pass_index: int,
+        todo: list[tuple[int, Region]],
+        itemsize: int,
+    ) -> None:
+        in_flight: dict[Future[list[tuple[int, ...]]], int] = {}
+
+        def collect(done: set[Future[list[tuple[int, ...]]]]) -> None:
+            for future in done:
+                index = in_flight.pop(future)
+                self._finish(pyramid_pass, pass_index, index, future.result(), itemsize)
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zarr-tiler") as pool:
+            try:
+                for index, region in todo:
+                    if _cancelled(self.cancel):
+                        raise ConversionCancelled("the conversion was cancelled")
+                    while len(in_flight) >= self.workers + 1:
+                        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        collect(done)
+                    in_flight[
+                        pool.submit(convert_region, *self._task_args(pyramid_pass, region))
+                    ] = index
+                while in_flight:
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    collect(done)
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+
+    def _run_cluster(
+        self,
+        pyramid_pass: PyramidPass,
+        pass_index: int,
+        todo: list[tuple[int, Region]],
+        itemsize: int,
+    ) -> None:
+        from distributed import wait as dask_wait
+
+        limit = 2 * max(sum(self.client.nthreads().values()), 1)
+        in_flight: dict[Any, int] = {}
+        try:
+            for index, region in todo:
+                if _cancelled(self.cancel):
+                    raise ConversionCancelled("the conversion was cancelled")
+                while len(in_flight) >= limit:
+                    done, _ = dask_wait(list(in_flight), return_when="FIRST_COMPLETED")
+                    for future in done:
+                        self._finish(
+                            pyramid_pass,
+                            pass_index,
+                            in_flight.pop(future),
+                            future.result(),
+                            itemsize,
+                        )
+                future = self.client.submit(
+                    convert_region, *self._task_args(pyramid_pass, region), pure=False
+                )
+                in_flight[future] = index
+            while in_flight:
+                done, _ = dask_wait(list(in_flight), return_when="FIRST_COMPLETED")
+                for future in done:
+                    self._finish(
+                        pyramid_pass, pass_index, in_flight.pop(future), future.result(), itemsize
+                    )
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise

@@ -1,0 +1,251 @@
+"""Open conversion sources from disk lazily: TIFF (any layout tifffile reads), zarr, ``.npy``.
+
+A :class:`SourceSpec` names a source by path and can be opened again anywhere (in a dask worker
+process, for instance); :meth:`SourceSpec.open` gives an :class:`OpenSource`: a lazily read array
+(tifffile's zarr interface, a zarr array, or a memory map) plus the metadata to carry into the
+OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .errors import StoreReadError, ZarrTilerError
+from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
+from .store_layers import find_zarr_node
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".qptiff")
+SAMPLES = ("slide_uint8", "slide_uint16")
+
+_UNIT_NAMES = {
+    "µm": "micrometer",
+    "um": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "Å": "angstrom",
+    "s": "second",
+    "ms": "millisecond",
+}
+
+
+class SourceError(ZarrTilerError, ValueError):
+    """A conversion source is missing, unreadable, or not an image."""
+
+
+@dataclass
+class OpenSource:
+    """An opened source: the array (read lazily) and the metadata for :func:`convert`."""
+
+    array: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Release the files the source holds open."""
+        for closer in self._closers:
+            closer.close()
+        self._closers.clear()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source named by path (picklable: dask workers re-open it)."""
+
+    path: str
+
+    @property
+    def kind(self) -> str:
+        """``"sample"``, ``"tiff"``, ``"zarr"`` or ``"npy"``."""
+        if self.path.startswith("sample:"):
+            return "sample"
+        path = Path(self.path)
+        if path.is_dir() or path.name in ("zarr.json", ".zarray", ".zgroup", ".zattrs"):
+            return "zarr"
+        if path.suffix.lower() == ".npy":
+            return "npy"
+        return "tiff"
+
+    def open(self) -> OpenSource:
+        """Open the source lazily.
+
+        Raises
+        ------
+        SourceError
+            When the path is missing, unreadable, or holds no image this package can read.
+        """
+        if self.kind == "sample":
+            return _open_sample(self.path.removeprefix("sample:"))
+        path = Path(self.path)
+        if not path.exists():
+            msg = f"{path}: no such file or folder"
+            raise SourceError(msg)
+        if not os.access(path, os.R_OK):
+            msg = f"{path}: permission denied"
+            raise SourceError(msg)
+        if self.kind == "zarr":
+            return _open_zarr(path)
+        if self.kind == "npy":
+            return _open_npy(path)
+        return _open_tiff(path)
+
+
+def _open_sample(name: str) -> OpenSource:
+    from .synthetic import synthetic_slide
+
+    if name not in SAMPLES:
+        msg = (
+            f"unknown sample {name!r}; choose one of: {', '.join('sample:' + s for s in SAMPLES)}"
+        )
+        raise SourceError(msg)
+    dtype = "uint8" if name.endswith("uint8") else "uint16"
+    return OpenSource(
+        synthetic_slide(4096, dtype=dtype),
+        {"name": name, "units": ("micrometer", "micrometer"), "scale": (0.25, 0.25)},
+        f"built-in sample {name} (4096 x 4096 {dtype})",
+    )
+
+
+def _open_npy(path: Path) -> OpenSource:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        msg = f"{path}: not a readable .npy array ({error})"
+        raise SourceError(msg) from error
+    return OpenSource(
+        array, {"name": path.stem}, f"{path.name}: {array.shape} {array.dtype} (memory-mapped)"
+    )
+
+
+def _open_zarr(path: Path) -> OpenSource:
+    node_dir = find_zarr_node(path)
+    if node_dir is None:
+        msg = f"{path}: a folder, but not a zarr store (no zarr.json, .zgroup or .zarray)"
+        raise SourceError(msg)
+    try:
+        node = zarr.open(store=str(node_dir), mode="r")
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        msg = f"{node_dir}: cannot open as zarr ({error})"
+        raise SourceError(msg) from error
+    name = node_dir.name.removesuffix(".zarr")
+    if isinstance(node, zarr.Array):
+        return OpenSource(
+            node, {"name": name}, f"zarr array {node.shape} {node.dtype}, chunks {node.chunks}"
+        )
+    ome = ome_attributes(node.attrs.asdict())
+    if "multiscales" not in ome:
+        arrays = sorted(key for key, _ in node.arrays())
+        msg = (
+            f"{node_dir}: a zarr group without an OME image; name one of its arrays, e.g. "
+            f"{node_dir / arrays[0]}"
+            if arrays
+            else f"{node_dir}: an empty zarr group"
+        )
+        raise SourceError(msg)
+    try:
+        multiscale = parse_multiscale(ome, where=str(node_dir))
+        array = node[multiscale.paths[0]]
+    except (StoreReadError, KeyError) as error:
+        msg = f"{node_dir}: {error}"
+        raise SourceError(msg) from error
+    options: dict[str, Any] = {
+        "name": multiscale.name or name,
+        "axes": tuple(axis.name for axis in multiscale.axes),
+        "scale": multiscale.scales[0],
+        "translate": multiscale.translations[0],
+        "units": tuple(valid_unit(axis) for axis in multiscale.axes),
+    }
+    if multiscale.channels:
+        options["channel_names"] = tuple(
+            c.label or f"c{i}" for i, c in enumerate(multiscale.channels)
+        )
+    return OpenSource(
+        array, options, f"OME-Zarr level 0 {array.shape} {array.dtype}, chunks {array.chunks}"
+    )
+
+
+def _ome_tiff_options(tiff: Any, axes: str) -> dict[str, Any]:
+    import tifffile
+
+    try:
+        document = tifffile.xml2dict(tiff.ome_metadata)
+        image = document["OME"]["Image"]
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return {}
+    options: dict[str, Any] = {}
+    scale, units = [], []
+    for axis in axes.lower():
+        size = pixels.get(f"PhysicalSize{axis.upper()}") if axis in "zyx" else None
+        unit = pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm") if size is not None else None
+        if axis == "t" and pixels.get("TimeIncrement") is not None:
+            size, unit = pixels["TimeIncrement"], pixels.get("TimeIncrementUnit", "s")
+        scale.append(float(size) if isinstance(size, int | float) and size > 0 else 1.0)
+        units.append(_UNIT_NAMES.get(str(unit), unit) if unit is not None else None)
+    options["scale"], options["units"] = tuple(scale), tuple(units)
+    channels = pixels.get("Channel")
+    if isinstance(channels, dict):
+        channels = [channels]
+    if isinstance(channels, list):
+        names = [c.get("Name") for c in channels if isinstance(c, dict)]
+        if names and all(isinstance(n, str) for n in names):
+            options["channel_names"] = tuple(names)
+    return options
+
+
+def _open_tiff(path: Path) -> OpenSource:
+    import tifffile
+
+    try:
+        tiff = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError, struct_error()) as error:
+        msg = f"{path}: not a readable TIFF image ({error})"
+        raise SourceError(msg) from error
+    try:
+        if not tiff.series:
+            msg = f"{path}: the TIFF holds no image series"
+            raise SourceError(msg)
+        series = tiff.series[0]
+        store = series.aszarr(level=0)
+        array = zarr.open(store, mode="r")
+    except SourceError:
+        tiff.close()
+        raise
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as error:
+        tiff.close()
+        msg = f"{path}: cannot read the TIFF's image data ({error})"
+        raise SourceError(msg) from error
+    axes = series.axes.upper()
+    options: dict[str, Any] = {"name": path.name.split(".")[0]}
+    rgb = axes.endswith("S") and array.shape[-1] in (3, 4)
+    spatial_axes = axes[:-1] if rgb else axes
+    if set(spatial_axes) <= set("TCZYX") and len(set(spatial_axes)) == len(spatial_axes):
+        options["axes"] = tuple(spatial_axes.lower())
+        if tiff.is_ome:
+            options.update(_ome_tiff_options(tiff, spatial_axes))
+    options["rgb"] = rgb
+    description = (
+        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series 0, axes {axes}, {series.shape} "
+        f"{series.dtype}, {len(series.levels)} level(s), read in blocks of {array.chunks}"
+    )
+    return OpenSource(array, options, description, [store, tiff])
+
+
+def struct_error() -> type[Exception]:
+    import struct
+
+    return struct.error
+
+
+def estimate_nbytes(array: Any) -> int:
+    """Uncompressed size of an array-like."""
+    return math.prod(array.shape) * np.dtype(array.dtype).itemsize
