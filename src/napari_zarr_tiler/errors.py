@@ -11,6 +11,10 @@ class StoreReadError(ZarrTilerError, ValueError):
     """A zarr store (or a node in it) cannot be read or described as layers."""
 
 
+class SourceError(ZarrTilerError, ValueError):
+    """A conversion source is missing, unreadable, truncated, or not an image."""
+
+
 class ConversionError(ZarrTilerError):
     """A conversion cannot start or could not finish."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import ConversionCancelled, InvalidOptionError
+from .errors import ConversionCancelled, InvalidOptionError, SourceError
 from .pyramid import Downsampling, downsample_2x
 
 JOURNAL = ".napari-zarr-tiler-journal"
@@ -135,10 +135,24 @@ class SourceReader:
         return np.ascontiguousarray(np.moveaxis(self._read(source_region), -1, position))
 
     def _read(self, region: Region) -> np.ndarray:
-        block = self.array[region]
-        if hasattr(block, "compute"):
-            block = block.compute(scheduler="sync")
-        return np.asarray(block)
+        try:
+            block = self.array[region]
+            if hasattr(block, "compute"):
+                block = block.compute(scheduler="sync")
+            return np.asarray(block)
+        except (ConversionCancelled, MemoryError):
+            raise
+        except Exception as error:  # codecs and file readers raise many kinds of errors
+            where = getattr(self.spec, "path", "the source")
+            msg = (
+                f"{where}: reading the region {_region_text(region)} failed "
+                f"({type(error).__name__}: {error}); the file may be truncated or corrupt"
+            )
+            raise SourceError(msg) from error
+
+
+def _region_text(region: Region) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
 
 
 class LevelReader:

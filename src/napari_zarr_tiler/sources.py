@@ -8,8 +8,8 @@ OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
 
 from __future__ import annotations
 
-import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import StoreReadError, ZarrTilerError
+from .errors import SourceError, StoreReadError
 from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
 from .store_layers import find_zarr_node
 
@@ -35,10 +35,6 @@ _UNIT_NAMES = {
     "s": "second",
     "ms": "millisecond",
 }
-
-
-class SourceError(ZarrTilerError, ValueError):
-    """A conversion source is missing, unreadable, or not an image."""
 
 
 @dataclass
@@ -207,7 +203,7 @@ def _open_tiff(path: Path) -> OpenSource:
 
     try:
         tiff = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError, struct_error()) as error:
+    except (tifffile.TiffFileError, OSError, ValueError, struct.error) as error:
         msg = f"{path}: not a readable TIFF image ({error})"
         raise SourceError(msg) from error
     try:
@@ -238,14 +234,3 @@ def _open_tiff(path: Path) -> OpenSource:
         f"{series.dtype}, {len(series.levels)} level(s), read in blocks of {array.chunks}"
     )
     return OpenSource(array, options, description, [store, tiff])
-
-
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error
-
-
-def estimate_nbytes(array: Any) -> int:
-    """Uncompressed size of an array-like."""
-    return math.prod(array.shape) * np.dtype(array.dtype).itemsize

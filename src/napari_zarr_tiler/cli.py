@@ -1,0 +1,291 @@
+"""Command line: ``napari-zarr-tiler convert SRC DST`` and ``napari-zarr-tiler info STORE``.
+
+A third adapter over the same engine as the napari widget and writer. Errors are one line on
+stderr with a non-zero exit status (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .compression import COMPRESSORS
+from .conversion import convert
+from .destination import staging_path
+from .errors import ConversionCancelled, ZarrTilerError
+from .region_writer import Progress
+from .sources import SourceSpec
+
+PROG = "napari-zarr-tiler"
+
+
+def _shape(text: str) -> int | tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError as error:
+        msg = f"expected a number or comma-separated numbers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from error
+    return values[0] if len(values) == 1 else values
+
+
+def _levels(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError as error:
+        msg = f"expected 'auto' or a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (options spelled as the engine's, with dashes)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Convert images into tiled, compressed OME-Zarr pyramids, and inspect zarr stores.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    conv = commands.add_parser(
+        "convert",
+        help="convert a TIFF, zarr store or .npy file into an OME-Zarr pyramid",
+        description=(
+            "Stream SRC into a chunked, compressed OME-Zarr pyramid at DST, region by region. "
+            "SRC: a TIFF (any layout tifffile reads, OME-TIFF included), a zarr store, a .npy file, "
+            "or a built-in sample (sample:slide_uint8, sample:slide_uint16)."
+        ),
+    )
+    conv.add_argument("src", metavar="SRC")
+    conv.add_argument("dst", metavar="DST")
+    conv.add_argument(
+        "--chunks",
+        type=_shape,
+        default=512,
+        help="chunk side, or a comma-separated shape (default 512)",
+    )
+    conv.add_argument(
+        "--compressor", choices=COMPRESSORS, default="zstd", help="codec (default zstd)"
+    )
+    conv.add_argument(
+        "--clevel", type=int, default=None, help="compression level (default: the codec's)"
+    )
+    conv.add_argument(
+        "--zarr-format",
+        type=int,
+        choices=(2, 3),
+        default=3,
+        help="3: OME-Zarr 0.5 (default), 2: 0.4",
+    )
+    conv.add_argument(
+        "--shards",
+        type=_shape,
+        default=None,
+        help="shard side or shape, a multiple of the chunks (zarr 3)",
+    )
+    conv.add_argument(
+        "--levels", type=_levels, default="auto", help="'auto' (default) or the number of levels"
+    )
+    conv.add_argument(
+        "--layout",
+        choices=("ome", "array"),
+        default="ome",
+        help="OME-Zarr image (default) or one bare array",
+    )
+    conv.add_argument(
+        "--overwrite", action="store_true", help="replace an existing zarr store at DST"
+    )
+    conv.add_argument(
+        "--scheduler",
+        default=None,
+        help="'local' for a dask LocalCluster of processes, or a dask scheduler address (default: threads)",
+    )
+    conv.add_argument(
+        "--resume", action="store_true", help="continue an interrupted conversion to DST"
+    )
+    conv.add_argument("--quiet", action="store_true", help="no progress bar")
+    conv.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    info = commands.add_parser("info", help="describe what a zarr store holds")
+    info.add_argument("store", metavar="STORE")
+    info.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal: tiles done of total, MB/s, ETA."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = 0.0
+
+    def __call__(self, event: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2 and event.tiles_done < event.tiles_total:
+            return
+        self.last = now
+        width = 30
+        filled = round(width * event.fraction)
+        remaining = event.elapsed / event.fraction - event.elapsed if event.fraction > 0 else 0
+        eta = time.strftime("%H:%M:%S", time.gmtime(remaining))
+        self.stream.write(
+            f"\r{event.fraction:4.0%} |{'█' * filled}{' ' * (width - filled)}| "
+            f"{event.tiles_done:,}/{event.tiles_total:,} tiles  {event.megabytes_per_second:,.0f} MB/s  ETA {eta} "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _convert(args: argparse.Namespace) -> int:
+    spec = SourceSpec(args.src)
+    source = spec.open()
+    try:
+        options: dict[str, Any] = dict(source.options)
+        show = not args.quiet and sys.stderr.isatty()
+        bar = ProgressBar(sys.stderr) if show else None
+        if not args.quiet:
+            print(f"{PROG}: {source.description}", file=sys.stderr)
+        try:
+            result = convert(
+                spec,
+                args.dst,
+                chunks=args.chunks,
+                compressor=args.compressor,
+                clevel=args.clevel,
+                zarr_format=args.zarr_format,
+                shards=args.shards,
+                levels=args.levels,
+                layout=args.layout,
+                overwrite=args.overwrite,
+                scheduler=args.scheduler,
+                resume=args.resume,
+                progress=bar,
+                **options,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        source.close()
+    if not args.quiet:
+        rate = result.plan.nbytes / 1e6 / result.seconds if result.seconds else 0
+        print(
+            f"{PROG}: wrote {result.path}: {result.plan.describe()} in {result.seconds:.1f} s ({rate:,.0f} MB/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _disk_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def describe_store(path: str | os.PathLike[str]) -> str:
+    """Describe a store for people: levels, shape, dtype, chunks, shards, codecs, axes, scale, size."""
+    import zarr
+
+    from .ome_ngff import ome_attributes, parse_multiscale
+    from .sources import SourceError
+    from .store_layers import find_zarr_node
+
+    node_dir = find_zarr_node(path)
+    if node_dir is None:
+        msg = f"{path}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
+        raise SourceError(msg)
+    node = zarr.open(store=str(node_dir), mode="r")
+    lines = [f"{node_dir}"]
+    if isinstance(node, zarr.Array):
+        levels = [("(array)", node, node_dir)]
+        lines.append(f"  zarr format {node.metadata.zarr_format}, a bare array")
+    else:
+        ome = ome_attributes(node.attrs.asdict())
+        if "multiscales" not in ome:
+            arrays = sorted(key for key, _ in node.arrays())
+            lines.append(
+                f"  zarr group without OME metadata; arrays: {', '.join(arrays) or 'none'}"
+            )
+            levels = [(key, node[key], node_dir / key) for key in arrays]
+        else:
+            multiscale = parse_multiscale(ome, where=str(node_dir))
+            axes = ", ".join(
+                f"{a.name}" + (f" ({a.unit})" if a.unit else "") for a in multiscale.axes
+            )
+            lines.append(f"  OME-Zarr {multiscale.version} image {multiscale.name or ''}".rstrip())
+            lines.append(f"  axes: {axes}")
+            lines.append(f"  scale (level 0): {list(multiscale.scales[0])}")
+            if any(multiscale.translations[0]):
+                lines.append(f"  translation (level 0): {list(multiscale.translations[0])}")
+            if multiscale.channels:
+                lines.append(
+                    f"  channels: {', '.join(c.label or '?' for c in multiscale.channels)}"
+                )
+            levels = [(p, node[p], node_dir / p) for p in multiscale.paths]
+    total_raw = total_disk = 0
+    for name, array, folder in levels:
+        raw = array.nbytes
+        disk = _disk_bytes(folder) if folder != node_dir or isinstance(node, zarr.Array) else 0
+        total_raw += raw
+        total_disk += disk
+        codecs = [
+            type(c).__name__.removesuffix("Codec") for c in getattr(array, "compressors", ())
+        ]
+        shards = f", shards {array.shards}" if getattr(array, "shards", None) else ""
+        ratio = f"{raw / disk:.2f}x" if disk else "-"
+        lines.append(
+            f"  level {name}: shape {array.shape} {array.dtype}, chunks {array.chunks}{shards}, "
+            f"codecs {'+'.join(codecs) or 'none'}, {disk / 1e6:,.1f} MB on disk ({ratio} compression)"
+        )
+    if total_disk:
+        lines.append(
+            f"  total: {total_raw / 1e6:,.1f} MB uncompressed, {total_disk / 1e6:,.1f} MB on disk "
+            f"({total_raw / total_disk:.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(describe_store(args.store))
+    return 0
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if isinstance(error, ZarrTilerError) else f"{type(error).__name__}: {text}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _convert(args) if args.command == "convert" else _info(args)
+    except KeyboardInterrupt:
+        if args.command == "convert":
+            partial = staging_path(Path(args.dst).expanduser().absolute())
+            print(
+                f"\n{PROG}: interrupted; the partial store is kept at {partial}. "
+                f"Run the same command with --resume to continue.",
+                file=sys.stderr,
+            )
+        return 130
+    except ConversionCancelled as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for people, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_message(error)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

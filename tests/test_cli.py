@@ -1,0 +1,343 @@
+"""The console script, run for real in subprocesses on generated TIFFs, zarr stores and .npy files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_zarr_tiler.destination import staging_path
+from napari_zarr_tiler.region_writer import JOURNAL
+from napari_zarr_tiler.synthetic import synthetic_slide
+
+EXE = (
+    shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent)) or "napari-zarr-tiler"
+)
+
+
+def run(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, check=False)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode != 0
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("napari-zarr-tiler: error")
+    ]
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.tile(synthetic_slide(1024, dtype="uint16", seed=2), (2, 3))  # 2048 x 3072
+
+
+@pytest.fixture(scope="module")
+def tiffs(tmp_path_factory: pytest.TempPathFactory, image: np.ndarray) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tiffs")
+    paths = {
+        "stripped": folder / "stripped.tif",
+        "tiled": folder / "tiled_bigtiff.tif",
+        "ome": folder / "pyramid.ome.tif",
+        "rgb": folder / "rgb.tif",
+    }
+    tifffile.imwrite(paths["stripped"], image, rowsperstrip=37)
+    tifffile.imwrite(paths["tiled"], image, tile=(256, 256), compression="zlib", bigtiff=True)
+    channels = np.stack([image, image[::-1], image[:, ::-1]])
+    with tifffile.TiffWriter(paths["ome"], ome=True, bigtiff=True) as writer:
+        writer.write(
+            channels,
+            tile=(256, 256),
+            subifds=2,
+            metadata={
+                "axes": "CYX",
+                "PhysicalSizeX": 0.25,
+                "PhysicalSizeXUnit": "µm",
+                "PhysicalSizeY": 0.5,
+                "PhysicalSizeYUnit": "µm",
+                "Channel": {"Name": ["DAPI", "GFP", "RFP"]},
+            },
+        )
+        writer.write(channels[:, ::2, ::2], tile=(256, 256), subfiletype=1)
+        writer.write(channels[:, ::4, ::4], tile=(256, 256), subfiletype=1)
+    rgb = (np.stack([image, image[::-1], image[:, ::-1]], axis=-1) // 256).astype(np.uint8)
+    tifffile.imwrite(paths["rgb"], rgb[:500, :700], photometric="rgb")
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["stripped", "tiled"])
+def test_convert_plain_tiffs(
+    tiffs: dict[str, Path], image: np.ndarray, tmp_path: Path, kind: str
+) -> None:
+    dest = tmp_path / "out.zarr"
+    result = run(
+        "convert",
+        str(tiffs[kind]),
+        str(dest),
+        "--chunks",
+        "256",
+        "--compressor",
+        "blosc-lz4",
+        check=True,
+    )
+    assert "wrote" in result.stderr
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+    group = zarr.open_group(str(dest), mode="r")
+    np.testing.assert_array_equal(group["0"][...], image)
+    assert group["0"].chunks == (256, 256)
+    assert len(group.attrs["ome"]["multiscales"][0]["datasets"]) == 5
+
+
+def test_convert_ome_tiff_keeps_physical_sizes_and_channel_names(
+    tiffs: dict[str, Path], image: np.ndarray, tmp_path: Path
+) -> None:
+    dest = tmp_path / "ome.zarr"
+    run("convert", str(tiffs["ome"]), str(dest), "--chunks", "512", "--quiet", check=True)
+    group = zarr.open_group(str(dest), mode="r")
+    ome = group.attrs["ome"]
+    multiscale = ome["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["c", "y", "x"]
+    assert multiscale["axes"][1]["unit"] == "micrometer"
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.5, 0.25]
+    assert [c["label"] for c in ome["omero"]["channels"]] == ["DAPI", "GFP", "RFP"]
+    np.testing.assert_array_equal(group["0"][1], image[::-1])
+
+
+def test_convert_rgb_tiff(tiffs: dict[str, Path], tmp_path: Path) -> None:
+    dest = tmp_path / "rgb.zarr"
+    run("convert", str(tiffs["rgb"]), str(dest), "--quiet", check=True)
+    assert zarr.open_group(str(dest), mode="r")["0"].shape == (3, 500, 700)
+
+
+def test_retile_the_classic_100px_store_and_npy(tmp_path: Path, image: np.ndarray) -> None:
+    classic = tmp_path / "classic.zarr"
+    z = zarr.open(str(classic), mode="w", shape=image.shape, chunks=(100, 100), dtype=image.dtype)
+    z[:] = image
+    dest = tmp_path / "retiled.zarr"
+    run("convert", str(classic), str(dest), "--chunks", "512", "--quiet", check=True)
+    np.testing.assert_array_equal(zarr.open_group(str(dest), mode="r")["0"][...], image)
+    npy = tmp_path / "image.npy"
+    np.save(npy, image)
+    dest2 = tmp_path / "from_npy.zarr"
+    run("convert", str(npy), str(dest2), "--zarr-format", "2", "--quiet", check=True)
+    np.testing.assert_array_equal(zarr.open_group(str(dest2), mode="r")["0"][...], image)
+    assert (dest2 / ".zgroup").is_file()
+
+
+def test_info_describes_a_store(tmp_path: Path, image: np.ndarray) -> None:
+    dest = tmp_path / "described.zarr"
+    np.save(tmp_path / "a.npy", image)
+    run(
+        "convert",
+        str(tmp_path / "a.npy"),
+        str(dest),
+        "--chunks",
+        "256",
+        "--shards",
+        "1024",
+        "--quiet",
+        check=True,
+    )
+    result = run("info", str(dest), check=True)
+    out = result.stdout
+    assert "OME-Zarr 0.5 image" in out
+    assert "level 0: shape (2048, 3072) uint16, chunks (256, 256), shards (1024, 1024)" in out
+    assert "MB on disk" in out
+    assert "compression)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["convert", "/nonexistent/image.tif", "{tmp}/a.zarr"], "no such file or folder"),
+        (["convert", "{tmp}/notes.txt", "{tmp}/b.zarr"], "not a readable TIFF image"),
+        (["convert", "{tmp}/truncated.tif", "{tmp}/c.zarr"], "truncated or corrupt"),
+        (["convert", "{tmp}/img.npy", "{tmp}/exists.zarr"], "already exists"),
+        (
+            ["convert", "{tmp}/img.npy", "{tmp}/notes.txt/d.zarr"],
+            "cannot create the destination folder",
+        ),
+        (["convert", "{tmp}/img.npy", "{tmp}/e.zarr", "--chunks", "0"], "chunks must be positive"),
+        (
+            ["convert", "{tmp}/img.npy", "{tmp}/f.zarr", "--chunks", "64", "--shards", "100"],
+            "multiple of the chunks",
+        ),
+        (
+            ["convert", "{tmp}/img.npy", "{tmp}/g.zarr", "--shards", "1024", "--zarr-format", "2"],
+            "zarr format 3",
+        ),
+        (["info", "{tmp}/notes.txt"], "not a zarr store"),
+    ],
+)
+def test_bad_input_gets_one_line_and_nonzero_exit(
+    tmp_path: Path, tiffs: dict[str, Path], args: list[str], fragment: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    np.save(tmp_path / "img.npy", np.zeros((64, 64), dtype=np.uint8))
+    (tmp_path / "exists.zarr").mkdir()
+    data = tiffs["tiled"].read_bytes()
+    (tmp_path / "truncated.tif").write_bytes(data[: len(data) // 2])
+    result = run(*[a.format(tmp=tmp_path) for a in args])
+    assert_one_line_error(result, fragment)
+    for leftover in ("c.zarr", "e.zarr", "f.zarr", "g.zarr"):
+        assert not (tmp_path / leftover).exists()
+        assert not staging_path(tmp_path / leftover).exists()
+
+
+def test_invalid_option_values_are_usage_errors(tmp_path: Path) -> None:
+    result = run("convert", "a.tif", str(tmp_path / "x.zarr"), "--levels", "many")
+    assert result.returncode == 2
+    assert "expected 'auto' or a number" in result.stderr
+
+
+def _start_slow_conversion(src: Path, dest: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            EXE,
+            "convert",
+            str(src),
+            str(dest),
+            "--chunks",
+            "256",
+            "--compressor",
+            "gzip",
+            "--clevel",
+            "9",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_journal(dest: Path, regions: int, process: subprocess.Popen[str]) -> None:
+    journal = staging_path(dest) / JOURNAL
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.is_file() and len(journal.read_text().splitlines()) > regions:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    pytest.fail("the conversion wrote no region in time")
+
+
+@pytest.fixture(scope="module")
+def big_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "big.tif"
+    tile = synthetic_slide(2048, dtype="uint16", seed=4)
+    tifffile.imwrite(path, np.tile(tile, (3, 3)), tile=(512, 512))  # 6144 x 6144, 75 MB
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_store(tmp_path_factory: pytest.TempPathFactory, big_tiff: Path) -> Path:
+    dest = tmp_path_factory.mktemp("reference") / "out.zarr"
+    run(
+        "convert",
+        str(big_tiff),
+        str(dest),
+        "--chunks",
+        "256",
+        "--compressor",
+        "gzip",
+        "--clevel",
+        "9",
+        "--quiet",
+        check=True,
+    )
+    return dest
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupt_then_resume_gives_the_same_store(
+    tmp_path: Path, big_tiff: Path, reference_store: Path, how: signal.Signals
+) -> None:
+    dest = tmp_path / "out.zarr"
+    process = _start_slow_conversion(big_tiff, dest)
+    _wait_for_journal(dest, 2, process)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    assert not dest.exists()  # never looks complete
+    assert staging_path(dest).exists()
+    if how == signal.SIGINT:
+        assert process.returncode == 130
+        assert "--resume" in stderr
+        assert "Traceback" not in stderr
+    done_before = len((staging_path(dest) / JOURNAL).read_text().splitlines()) - 1
+    result = run(
+        "convert",
+        str(big_tiff),
+        str(dest),
+        "--chunks",
+        "256",
+        "--compressor",
+        "gzip",
+        "--clevel",
+        "9",
+        "--resume",
+        check=True,
+    )
+    assert done_before >= 2
+    assert not staging_path(dest).exists()
+    assert tree_bytes(dest) == tree_bytes(reference_store)
+    assert result.returncode == 0
+
+
+def test_resume_refuses_other_options(tmp_path: Path, big_tiff: Path) -> None:
+    dest = tmp_path / "out.zarr"
+    process = _start_slow_conversion(big_tiff, dest)
+    _wait_for_journal(dest, 1, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    result = run("convert", str(big_tiff), str(dest), "--chunks", "512", "--resume")
+    assert_one_line_error(result, "started with other options")
+
+
+def test_local_dask_cluster_writes_the_same_bytes(
+    tmp_path: Path, big_tiff: Path, reference_store: Path
+) -> None:
+    dest = tmp_path / "out.zarr"
+    env_result = subprocess.run(
+        [
+            EXE,
+            "convert",
+            str(big_tiff),
+            str(dest),
+            "--chunks",
+            "256",
+            "--compressor",
+            "gzip",
+            "--clevel",
+            "9",
+            "--scheduler",
+            "local",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
+    assert env_result.returncode == 0, env_result.stderr
+    assert tree_bytes(dest) == tree_bytes(reference_store)
