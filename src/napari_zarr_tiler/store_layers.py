@@ -126,7 +126,7 @@ def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
         raise StoreReadError(msg)
     node = _open_node(node_dir)
     contents = StoreContents(layers=[])
-    name = node_dir.name.removesuffix(".zarr") or str(node_dir)
+    name = node_dir.name.removesuffix(".zarr").removesuffix(".ome") or str(node_dir)
     if isinstance(node, zarr.Array):
         contents.layers.append(
             _bare_array_layer(node, name=name, where=node_dir, notices=contents.notices)
