@@ -106,7 +106,13 @@ def test_metadata_passes_the_ome_zarr_validator(
         scale=(0.5, 0.25),
         units=("micrometer", "micrometer"),
     )
-    Image.from_zarr(zarr.open_group(str(dest), mode="r"))
+    group = zarr.open_group(str(dest), mode="r")
+    Image.from_zarr(group)
+    ome = group.attrs["ome"] if zarr_format == 3 else group.attrs.asdict()
+    window = ome["omero"]["channels"][0]["window"]
+    # The display window is level 0's exact range, measured while streaming (not the smallest
+    # level's, which averaging flattens).
+    assert (window["start"], window["end"]) == (small_image.min(), small_image.max())
     contents = read_zarr(dest)
     layer = contents.layers[0]
     assert [d.shape for d in layer.data] == [(256, 256), (128, 128), (64, 64)]

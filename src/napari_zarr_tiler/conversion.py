@@ -418,22 +418,11 @@ def _per_axis_floats(
     return values
 
 
-def _channel_windows(
-    array: Any, channel_index: int | None, dtype: np.dtype
-) -> list[tuple[float, float]]:
-    """Min and max per channel, from the smallest level (sampled if it is still large)."""
-    data = np.asarray(array[...]) if math.prod(array.shape) <= 1 << 24 else None
-    if data is None:
-        step = math.ceil(math.sqrt(math.prod(array.shape) / (1 << 24)))
-        data = np.asarray(array[(..., slice(None, None, step), slice(None, None, step))])
-    planes = (
-        [data]
-        if channel_index is None
-        else [np.take(data, i, axis=channel_index) for i in range(data.shape[channel_index])]
-    )
+def _windows(ranges: dict[int, tuple[float, float]], n_channels: int) -> list[tuple[float, float]]:
+    """Display windows from the measured value ranges (finite, and never empty)."""
     windows = []
-    for plane in planes:
-        low, high = float(np.nanmin(plane)), float(np.nanmax(plane))
+    for channel in range(n_channels):
+        low, high = ranges.get(channel, (0.0, 1.0))
         if not (math.isfinite(low) and math.isfinite(high)):
             low, high = 0.0, 1.0
         windows.append((low, high if high > low else low + 1))
@@ -624,19 +613,21 @@ def convert(
                     progress=progress,
                     cancel=cancel,
                     workers=workers or os.cpu_count() or 2,
+                    itemsize=plan.dtype.itemsize,
+                    channel_axis=None if label else channel_index,
                     client=client,
                 )
                 for pass_index, pyramid_pass in enumerate(
                     _passes(plan, src.reader, level_paths, pipeline, run_id)
                 ):
-                    runner.run(pyramid_pass, pass_index, plan.dtype.itemsize)
+                    runner.run(pyramid_pass, pass_index)
         finally:
             journal.close()
         if layout == "ome":
             assert axis_names is not None
             attributes = _ome_attributes(
                 plan,
-                zarr.open_array(level_paths[-1], mode="r"),
+                journal.value_ranges(),
                 axis_names=axis_names,
                 scales=scales,
                 offsets=offsets,
@@ -752,7 +743,7 @@ def _create_arrays(
 
 def _ome_attributes(
     plan: ConversionPlan,
-    smallest: Any,
+    value_ranges: dict[int, tuple[float, float]],
     *,
     axis_names: list[str],
     scales: list[float],
@@ -806,7 +797,7 @@ def _ome_attributes(
         if contrast_limits is not None and len(contrast_limits) == n_channels:
             windows = [(float(lo), float(hi)) for lo, hi in contrast_limits]
         else:
-            windows = _channel_windows(smallest, channel_index, plan.dtype)
+            windows = _windows(value_ranges, n_channels)  # level 0's exact range, per channel
         block["omero"] = ome_ngff.build_omero(
             channel_names=names,
             colors=channel_colors,

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,31 @@ def halve(region: Region) -> Region:
     )
 
 
+@dataclass(frozen=True)
+class RegionOutcome:
+    """What one region task wrote: block shapes per level, and level-0 value ranges per channel."""
+
+    shapes: list[tuple[int, ...]]
+    value_ranges: dict[int, tuple[float, float]] | None = None
+
+
+def _value_ranges(
+    block: np.ndarray, region: Region, channel_axis: int | None
+) -> dict[int, tuple[float, float]]:
+    """Min and max of a level-0 block, per channel (keyed by the channel's index in the image)."""
+    if block.size == 0:
+        return {}
+    if channel_axis is None:
+        return {0: (float(np.nanmin(block)), float(np.nanmax(block)))}
+    axes = tuple(axis for axis in range(block.ndim) if axis != channel_axis)
+    lows, highs = np.nanmin(block, axis=axes), np.nanmax(block, axis=axes)
+    first = region[channel_axis].start
+    return {
+        first + i: (float(low), float(high))
+        for i, (low, high) in enumerate(zip(lows, highs, strict=True))
+    }
+
+
 def convert_region(
     read: Callable[[Region], np.ndarray],
     level_paths: tuple[str, ...],
@@ -202,14 +227,21 @@ def convert_region(
     region: Region,
     write_first: bool,
     method: Downsampling,
-) -> list[tuple[int, ...]]:
-    """Read one region, write it and its downsampled versions; return the shapes written.
+    channel_axis: int | None,
+) -> RegionOutcome:
+    """Read one region, write it and its downsampled versions.
 
-    ``level_paths[0]`` is the level the region belongs to (written only if ``write_first``);
-    each following path receives the region halved once more.
+    ``level_paths[0]`` is the level the region belongs to (written only if ``write_first``, the
+    pass reading the source, which also measures the value range of the source's pixels); each
+    following path receives the region halved once more.
     """
     block = read(region)
-    written = []
+    value_ranges = (
+        _value_ranges(block, region, channel_axis)
+        if write_first and block.dtype.kind != "b"
+        else None
+    )
+    shapes = []
     for index, path in enumerate(level_paths):
         if index > 0:
             block = downsample_2x(block, method)
@@ -217,8 +249,8 @@ def convert_region(
         elif not write_first:
             continue
         _open_level(path, pipeline, run_id)[region] = block
-        written.append(block.shape)
-    return written
+        shapes.append(block.shape)
+    return RegionOutcome(shapes, value_ranges)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,11 +259,15 @@ def convert_region(
 
 
 class Journal:
-    """Append-only record of finished regions in the staging folder (fsynced per region)."""
+    """Append-only record of finished regions in the staging folder (fsynced per region).
+
+    Each line names a region (pass and index) and, for the source pass, the value range it
+    measured, so that a resumed conversion still knows the whole image's range.
+    """
 
     def __init__(self, staging: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
         self.path = staging / JOURNAL
-        self.done: set[tuple[int, int]] = set()
+        self.done: dict[tuple[int, int], dict[int, tuple[float, float]] | None] = {}
         header = json.dumps(fingerprint, sort_keys=True)
         if resume and self.path.is_file():
             lines = self.path.read_text().splitlines()
@@ -242,20 +278,39 @@ class Journal:
                 )
                 raise InvalidOptionError(msg)
             for line in lines[1:]:
-                parts = line.split()
-                if len(parts) == 2 and all(p.isdigit() for p in parts):
-                    self.done.add((int(parts[0]), int(parts[1])))
+                try:
+                    entry = json.loads(line)
+                    ranges = entry["ranges"]
+                    self.done[(int(entry["pass"]), int(entry["region"]))] = (
+                        None
+                        if ranges is None
+                        else {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+                    )
+                except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                    continue  # a line cut short by a crash: that region is simply redone
         else:
             self.path.write_text(header + "\n")
         self._file = self.path.open("a")
-        self._lock = threading.Lock()
 
-    def record(self, pass_index: int, region_index: int) -> None:
-        with self._lock:
-            self._file.write(f"{pass_index} {region_index}\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self.done.add((pass_index, region_index))
+    def record(
+        self, pass_index: int, region_index: int, ranges: dict[int, tuple[float, float]] | None
+    ) -> None:
+        """Note a finished region (called from one thread only)."""
+        line = json.dumps({"pass": pass_index, "region": region_index, "ranges": ranges})
+        self._file.write(line + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done[(pass_index, region_index)] = ranges
+
+    def value_ranges(self) -> dict[int, tuple[float, float]]:
+        """Min and max per channel over every region of the source recorded so far."""
+        merged: dict[int, tuple[float, float]] = {}
+        for ranges in self.done.values():
+            for channel, (low, high) in (ranges or {}).items():
+                if channel in merged:
+                    low, high = min(low, merged[channel][0]), max(high, merged[channel][1])
+                merged[channel] = (low, high)
+        return merged
 
     def close(self) -> None:
         self._file.close()
@@ -335,6 +390,8 @@ class RegionScheduler:
         progress: Callable[[Progress], None] | None,
         cancel: CancelArg,
         workers: int,
+        itemsize: int,
+        channel_axis: int | None,
         client: Any = None,
     ) -> None:
         self.pipeline = pipeline
@@ -348,7 +405,8 @@ class RegionScheduler:
         self.cancel = cancel
         self.workers = workers
         self.client = client
-        self.itemsize = 1
+        self.itemsize = itemsize
+        self.channel_axis = channel_axis
         self.tiles_done = 0
         self.bytes_done = 0
         self.started = time.perf_counter()
@@ -358,14 +416,13 @@ class RegionScheduler:
         levels: tuple[int, ...],
         shapes: list[tuple[int, ...]],
         write_first: bool,
-        itemsize: int,
     ) -> None:
         for level, shape in zip(levels if write_first else levels[1:], shapes, strict=True):
             chunks = self.level_chunks[level]
             self.tiles_done += math.prod(
                 math.ceil(s / c) for s, c in zip(shape, chunks, strict=True)
             )
-            self.bytes_done += math.prod(shape) * itemsize
+            self.bytes_done += math.prod(shape) * self.itemsize
         if self.progress is not None:
             self.progress(
                 Progress(
@@ -384,7 +441,7 @@ class RegionScheduler:
             region = halve(region)
         return shapes
 
-    def run(self, pyramid_pass: PyramidPass, pass_index: int, itemsize: int) -> None:
+    def run(self, pyramid_pass: PyramidPass, pass_index: int) -> None:
         """Run one pass, skipping regions the journal lists as done."""
         todo = []
         for index, region in enumerate(regions(pyramid_pass.shape, pyramid_pass.region_shape)):
@@ -394,14 +451,10 @@ class RegionScheduler:
                     pyramid_pass.levels,
                     shapes if pyramid_pass.write_first else shapes[1:],
                     pyramid_pass.write_first,
-                    itemsize,
                 )
             else:
                 todo.append((index, region))
-        if self.client is None:
-            self._run_threads(pyramid_pass, pass_index, todo, itemsize)
-        else:
-            self._run_cluster(pyramid_pass, pass_index, todo, itemsize)
+        self._execute(pyramid_pass, pass_index, todo)
 
     def _task_args(self, pyramid_pass: PyramidPass, region: Region) -> tuple[Any, ...]:
         return (
@@ -412,88 +465,58 @@ class RegionScheduler:
             region,
             pyramid_pass.write_first,
             self.method,
+            self.channel_axis,
         )
 
-    def _finish(
-        self,
-        pyramid_pass: PyramidPass,
-        pass_index: int,
-        index: int,
-        shapes: list[tuple[int, ...]],
-        itemsize: int,
-    ) -> None:
-        self.journal.record(pass_index, index)
-        self._count(pyramid_pass.levels, shapes, pyramid_pass.write_first, itemsize)
+    @contextlib.contextmanager
+    def _executor(self) -> Iterator[tuple[Callable[..., Any], Callable[[Any], set[Any]], int]]:
+        """(submit, wait for at least one, how many in flight) on threads or the dask client."""
+        if self.client is None:
+            with ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="zarr-tiler"
+            ) as pool:
+                yield (
+                    pool.submit,
+                    lambda futures: wait(futures, return_when=FIRST_COMPLETED)[0],
+                    self.workers + 1,
+                )
+            return
+        from distributed import wait as dask_wait
 
-    def _run_threads(
-        self,
-        pyramid_pass: PyramidPass,
-        pass_index: int,
-        todo: list[tuple[int, Region]],
-        itemsize: int,
-    ) -> None:
-        in_flight: dict[Future[list[tuple[int, ...]]], int] = {}
+        def submit(function: Callable[..., Any], *args: Any) -> Any:
+            return self.client.submit(function, *args, pure=False)
 
-        def collect(done: set[Future[list[tuple[int, ...]]]]) -> None:
+        def wait_any(futures: Any) -> set[Any]:
+            return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+        yield submit, wait_any, 2 * max(sum(self.client.nthreads().values()), 1)
+
+    def _execute(
+        self, pyramid_pass: PyramidPass, pass_index: int, todo: list[tuple[int, Region]]
+    ) -> None:
+        """Submit the regions with a bounded number in flight; journal each as it completes."""
+        in_flight: dict[Any, int] = {}
+
+        def collect(done: set[Any]) -> None:
             for future in done:
                 index = in_flight.pop(future)
-                self._finish(pyramid_pass, pass_index, index, future.result(), itemsize)
+                outcome: RegionOutcome = future.result()
+                self.journal.record(pass_index, index, outcome.value_ranges)
+                self._count(pyramid_pass.levels, outcome.shapes, pyramid_pass.write_first)
 
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zarr-tiler") as pool:
+        with self._executor() as (submit, wait_any, limit):
             try:
                 for index, region in todo:
                     if _cancelled(self.cancel):
                         raise ConversionCancelled("the conversion was cancelled")
-                    while len(in_flight) >= self.workers + 1:
-                        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                        collect(done)
-                    in_flight[
-                        pool.submit(convert_region, *self._task_args(pyramid_pass, region))
-                    ] = index
+                    while len(in_flight) >= limit:
+                        collect(wait_any(in_flight))
+                    in_flight[submit(convert_region, *self._task_args(pyramid_pass, region))] = (
+                        index
+                    )
                 while in_flight:
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    collect(done)
+                    collect(wait_any(in_flight))
             except BaseException:
                 for future in in_flight:
                     future.cancel()
                 raise
-
-    def _run_cluster(
-        self,
-        pyramid_pass: PyramidPass,
-        pass_index: int,
-        todo: list[tuple[int, Region]],
-        itemsize: int,
-    ) -> None:
-        from distributed import wait as dask_wait
-
-        limit = 2 * max(sum(self.client.nthreads().values()), 1)
-        in_flight: dict[Any, int] = {}
-        try:
-            for index, region in todo:
-                if _cancelled(self.cancel):
-                    raise ConversionCancelled("the conversion was cancelled")
-                while len(in_flight) >= limit:
-                    done, _ = dask_wait(list(in_flight), return_when="FIRST_COMPLETED")
-                    for future in done:
-                        self._finish(
-                            pyramid_pass,
-                            pass_index,
-                            in_flight.pop(future),
-                            future.result(),
-                            itemsize,
-                        )
-                future = self.client.submit(
-                    convert_region, *self._task_args(pyramid_pass, region), pure=False
-                )
-                in_flight[future] = index
-            while in_flight:
-                done, _ = dask_wait(list(in_flight), return_when="FIRST_COMPLETED")
-                for future in done:
-                    self._finish(
-                        pyramid_pass, pass_index, in_flight.pop(future), future.result(), itemsize
-                    )
-        except BaseException:
-            for future in in_flight:
-                future.cancel()
-            raise
