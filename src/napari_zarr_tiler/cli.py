@@ -147,7 +147,7 @@ class ProgressBar:
 
 def _convert(args: argparse.Namespace) -> int:
     spec = SourceSpec(args.src)
-    source = spec.open()
+    source = spec.opened
     try:
         options: dict[str, Any] = dict(source.options)
         show = not args.quiet and sys.stderr.isatty()

@@ -305,7 +305,7 @@ class _Source:
     def __init__(self, source: Any, *, rgb: bool) -> None:
         self.spec = source if isinstance(source, SourceSpec) else None
         if self.spec is not None:
-            source = self.spec.open().array
+            source = self.spec.opened.array
         if isinstance(source, list | tuple) or type(source).__name__ == "MultiScaleData":
             if len(source) == 0:
                 msg = "the source is an empty list of levels"

@@ -94,6 +94,20 @@ def _open_level(path: str, pipeline: str, run_id: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+def _file_version(path: str) -> tuple[int, int]:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_in_worker(spec: Any, version: tuple[int, int]) -> Any:
+    """The source array, opened once per worker process (``version`` invalidates a changed file)."""
+    return spec.opened.array
+
+
 class SourceReader:
     """Read regions of level 0 (RGB samples moved to a channel axis); picklable via a spec.
 
@@ -123,8 +137,8 @@ class SourceReader:
 
     @property
     def array(self) -> Any:
-        if self._array is None:
-            self._array = self.spec.open().array
+        if self._array is None:  # in a worker process: open once per process and file version
+            self._array = _open_in_worker(self.spec, _file_version(self.spec.path))
         return self._array
 
     def __call__(self, region: Region) -> np.ndarray:

@@ -8,6 +8,7 @@ OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ class SourceSpec:
     """A source named by path (picklable: dask workers re-open it)."""
 
     path: str
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}  # never the opened source: each process opens its own
+
+    @functools.cached_property
+    def opened(self) -> OpenSource:
+        """The source opened once in this process (see :meth:`open`)."""
+        return self.open()
 
     @property
     def kind(self) -> str:
