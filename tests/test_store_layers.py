@@ -330,6 +330,14 @@ def test_a_chunk_too_large_to_display_is_refused(tmp_path: Path) -> None:
         read_zarr(path)
 
 
+def test_metadata_declaring_an_absurd_chunk_grid_is_refused(tmp_path: Path) -> None:
+    """10^15 x 10^15 pixels in 10 x 10 chunks: indexing the grid alone would exhaust memory."""
+    path = tmp_path / "absurd.zarr"
+    zarr.create_array(str(path), shape=(10**15, 10**15), chunks=(10, 10), dtype="uint8")
+    with pytest.raises(StoreReadError, match="refusing to index that many"):
+        read_zarr(path)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_folder(tmp_path: Path) -> None:
     path = tmp_path / "locked.zarr"
@@ -340,3 +348,21 @@ def test_unreadable_folder(tmp_path: Path) -> None:
             read_zarr(path)
     finally:
         path.chmod(0o755)
+
+
+def test_single_level_ome_image_too_large_to_draw_gets_previews(tmp_path: Path) -> None:
+    """An OME-Zarr 'pyramid' of one 100,000 x 100,000 level is extended lazily, like a bare array."""
+    path = tmp_path / "one_level.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    array = group.create_array("0", shape=(100_000, 100_000), chunks=(1000, 1000), dtype="uint16")
+    array[49_000:50_000, 49_000:50_000] = 9  # holds a sampled pixel (49,152 = 6 x 8,192)
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]
+    group.attrs.put({"ome": {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}})
+    contents = read_zarr(path)
+    layer = contents.layers[0]
+    assert layer.kwargs["multiscale"] is True
+    assert max(layer.data[-1].shape) <= 1024
+    assert any("downsampled previews" in notice for notice in contents.notices)
+    # Contrast limits come from the smallest (preview) level, which samples the bright block.
+    assert layer.kwargs["contrast_limits"] == [0.0, 9.0]

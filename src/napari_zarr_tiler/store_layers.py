@@ -44,6 +44,8 @@ METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 MAX_CHUNK_BYTES = 1 << 30
 #: Dask chunks are grown (by whole stored chunks) until an array has at most this many.
 MAX_DASK_BLOCKS = 1 << 16
+#: More dask blocks than this along one axis is refused: the chunk grid alone would fill memory.
+MAX_BLOCKS_PER_AXIS = 1 << 20
 #: Largest dask chunk we build by grouping stored chunks.
 MAX_DASK_CHUNK_BYTES = 64 << 20
 #: Contrast limits are computed from the smallest level only when it is at most this many pixels.
@@ -263,6 +265,13 @@ def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
         )
         raise StoreReadError(msg)
     chunks = _dask_chunks(array, dtype.itemsize)
+    blocks = [math.ceil(s / max(c, 1)) for s, c in zip(array.shape, chunks, strict=True)]
+    if any(count > MAX_BLOCKS_PER_AXIS for count in blocks):
+        msg = (
+            f"{where}: shape {array.shape} with chunks {array.chunks} makes {max(blocks):,} chunks "
+            "along one axis; refusing to index that many (is the metadata corrupt?)"
+        )
+        raise StoreReadError(msg)
     # A fresh name per open: a store rewritten in place must not be served from dask's cache.
     name = f"zarr-tiler-{uuid.uuid4().hex}"
     return da.from_array(array, chunks=chunks, name=name, asarray=False, inline_array=True)
@@ -299,8 +308,13 @@ def contrast_limits_from(level: da.Array) -> tuple[float, float]:
     if level.size == 0:
         return _dtype_range(dtype)
     if level.size > MAX_CONTRAST_PIXELS:
-        step = math.ceil((level.size / MAX_CONTRAST_PIXELS) ** (1 / max(min(level.ndim, 2), 1)))
-        level = level[(Ellipsis, *([slice(None, None, step)] * min(level.ndim, 2)))]
+        # Too large to scan: use a central crop of the first plane (a bounded, chunk-aligned read).
+        side = math.isqrt(MAX_CONTRAST_PIXELS)
+        crop = [0] * max(level.ndim - 2, 0)
+        for extent in level.shape[-2:]:
+            start = max((extent - side) // 2, 0)
+            crop.append(slice(start, start + side))
+        level = level[tuple(crop)]
     low, high = da.compute(da.nanmin(level), da.nanmax(level))
     low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -322,6 +336,15 @@ def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _no_pyramid_notice(where: Path, shape: tuple[int, ...], *, partial: bool) -> str:
+    what = "its smallest pyramid level is" if partial else "it has no pyramid, so it is"
+    return (
+        f"{where}: {' x '.join(map(str, shape))}: {what} shown through downsampled previews that "
+        "read many chunks when zoomed out. Convert it with Plugins > Zarr Tiler > Convert to zarr "
+        "(or `napari-zarr-tiler convert`) to build a full pyramid and browse it fast."
+    )
+
+
 def _bare_array_layer(
     array: zarr.Array, *, name: str, where: Path, notices: list[str]
 ) -> LayerSpec:
@@ -329,12 +352,7 @@ def _bare_array_layer(
     levels = [base]
     if needs_lazy_pyramid(array.shape):
         levels = _lazy_pyramid(array, base, where=where)
-        notices.append(
-            f"{where}: {' x '.join(map(str, array.shape))} array has no pyramid, so it is shown "
-            "through downsampled views that read many chunks when zoomed out. Convert it with "
-            "Plugins > Zarr Tiler > Convert to zarr (or `napari-zarr-tiler convert`) to build a "
-            "pyramid and browse it fast."
-        )
+        notices.append(_no_pyramid_notice(where, array.shape, partial=False))
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(levels) > 1}
     dimension_names = getattr(array.metadata, "dimension_names", None)
     if dimension_names and all(isinstance(n, str) for n in dimension_names):
@@ -429,7 +447,9 @@ def _ome_image_layers(
     group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, contents: StoreContents
 ) -> None:
     is_label = "image-label" in ome
-    layer = _multiscale_layer(group, ome, name=name, where=where, labels=is_label)
+    layer = _multiscale_layer(
+        group, ome, name=name, where=where, labels=is_label, notices=contents.notices
+    )
     contents.layers.append(layer)
     if is_label or "labels" not in group:
         return
@@ -468,12 +488,19 @@ def _label_layers(
                     name=f"{name_prefix}{safe}",
                     where=where / safe,
                     labels=True,
+                    notices=contents.notices,
                 )
             )
 
 
 def _multiscale_layer(
-    group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, labels: bool
+    group: zarr.Group,
+    ome: dict[str, Any],
+    *,
+    name: str,
+    where: Path,
+    labels: bool,
+    notices: list[str],
 ) -> LayerSpec:
     first_path = None
     raw = ome.get("multiscales")
@@ -498,11 +525,16 @@ def _multiscale_layer(
         for path, array in zip(multiscale.paths, arrays, strict=True)
     ]
     # Keep levels that really shrink (napari expects decreasing sizes), finest first.
-    kept = [levels[0]]
-    for level in levels[1:]:
-        if math.prod(level.shape) < math.prod(kept[-1].shape):
-            kept.append(level)
-    levels = kept
+    kept = [0]
+    for index, level in enumerate(levels[1:], start=1):
+        if math.prod(level.shape) < math.prod(levels[kept[-1]].shape):
+            kept.append(index)
+    smallest = arrays[kept[-1]]
+    levels = [levels[index] for index in kept]
+    if needs_lazy_pyramid(smallest.shape):
+        # The stored pyramid stops while still too large to draw whole: extend it lazily.
+        levels = levels[:-1] + _lazy_pyramid(smallest, levels[-1], where=where)
+        notices.append(_no_pyramid_notice(where, smallest.shape, partial=len(kept) > 1))
 
     scale = list(multiscale.scales[0])
     translate = list(multiscale.translations[0])
