@@ -341,3 +341,22 @@ def test_local_dask_cluster_writes_the_same_bytes(
     )
     assert env_result.returncode == 0, env_result.stderr
     assert tree_bytes(dest) == tree_bytes(reference_store)
+
+
+def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
+    tmp_path: Path, big_tiff: Path
+) -> None:
+    from napari_zarr_tiler import read_zarr
+    from napari_zarr_tiler.errors import StoreReadError
+
+    dest = tmp_path / "out.zarr"
+    process = _start_slow_conversion(big_tiff, dest)
+    _wait_for_journal(dest, 1, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    partial = staging_path(dest)
+    assert not dest.exists()
+    for path in (partial, partial / "0"):
+        with pytest.raises(StoreReadError, match="incomplete conversion"):
+            read_zarr(path)
+    assert_one_line_error(run("info", str(partial)), "incomplete conversion")

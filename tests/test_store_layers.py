@@ -357,8 +357,12 @@ def test_single_level_ome_image_too_large_to_draw_gets_previews(tmp_path: Path) 
     array = group.create_array("0", shape=(100_000, 100_000), chunks=(1000, 1000), dtype="uint16")
     array[49_000:50_000, 49_000:50_000] = 9  # holds a sampled pixel (49,152 = 6 x 8,192)
     axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]
-    group.attrs.put({"ome": {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}})
+    datasets = [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}
+    ]
+    group.attrs.put(
+        {"ome": {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}}
+    )
     contents = read_zarr(path)
     layer = contents.layers[0]
     assert layer.kwargs["multiscale"] is True

@@ -194,14 +194,9 @@ def describe_store(path: str | os.PathLike[str]) -> str:
     import zarr
 
     from .ome_ngff import ome_attributes, parse_multiscale
-    from .sources import SourceError
-    from .store_layers import find_zarr_node
+    from .store_layers import open_zarr_node
 
-    node_dir = find_zarr_node(path)
-    if node_dir is None:
-        msg = f"{path}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
-        raise SourceError(msg)
-    node = zarr.open(store=str(node_dir), mode="r")
+    node_dir, node = open_zarr_node(path)
     lines = [f"{node_dir}"]
     if isinstance(node, zarr.Array):
         levels = [("(array)", node, node_dir)]

@@ -23,6 +23,7 @@ import numpy as np
 import zarr
 import zarr.errors
 
+from .destination import STAGING_MARKER
 from .errors import StoreReadError
 from .lazy_views import (
     StridedView,
@@ -115,18 +116,7 @@ def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
         With a message naming the path and the problem: missing folder, not a zarr store,
         corrupt metadata, metadata naming missing or out-of-store arrays, unsupported dtype.
     """
-    requested = Path(path)
-    if not requested.exists():
-        msg = f"{requested}: no such file or folder"
-        raise StoreReadError(msg)
-    node_dir = find_zarr_node(requested)
-    if node_dir is None:
-        msg = f"{requested}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
-        raise StoreReadError(msg)
-    if not os.access(node_dir, os.R_OK | os.X_OK):
-        msg = f"{node_dir}: permission denied"
-        raise StoreReadError(msg)
-    node = _open_node(node_dir)
+    node_dir, node = open_zarr_node(path)
     contents = StoreContents(layers=[])
     name = node_dir.name.removesuffix(".zarr").removesuffix(".ome") or str(node_dir)
     if isinstance(node, zarr.Array):
@@ -144,6 +134,38 @@ def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
 # ---------------------------------------------------------------------------------------------
 # Opening nodes with clear errors
 # ---------------------------------------------------------------------------------------------
+
+
+def open_zarr_node(path: str | os.PathLike[str]) -> tuple[Path, zarr.Array | zarr.Group]:
+    """Open the zarr node ``path`` designates, read-only, with a clear error for each problem.
+
+    Raises
+    ------
+    StoreReadError
+        For a missing path, a folder that is not zarr, an incomplete conversion, a folder that
+        cannot be read, or corrupt metadata.
+    """
+    requested = Path(path)
+    if not requested.exists():
+        msg = f"{requested}: no such file or folder"
+        raise StoreReadError(msg)
+    node_dir = find_zarr_node(requested)
+    if node_dir is None:
+        msg = f"{requested}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
+        raise StoreReadError(msg)
+    partial = next(
+        (p for p in (node_dir, *node_dir.parents) if (p / STAGING_MARKER).is_file()), None
+    )
+    if partial is not None:
+        msg = (
+            f"{partial}: an incomplete conversion (interrupted or still running), not a store; "
+            "finish it with `napari-zarr-tiler convert ... --resume`"
+        )
+        raise StoreReadError(msg)
+    if not os.access(node_dir, os.R_OK | os.X_OK):
+        msg = f"{node_dir}: permission denied"
+        raise StoreReadError(msg)
+    return node_dir, _open_node(node_dir)
 
 
 def _zarr_format(node_dir: Path) -> int:
