@@ -360,3 +360,14 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
         with pytest.raises(StoreReadError, match="incomplete conversion"):
             read_zarr(path)
     assert_one_line_error(run("info", str(partial)), "incomplete conversion")
+
+
+def test_choose_a_series_of_a_multi_series_tiff(tmp_path: Path, image: np.ndarray) -> None:
+    path = tmp_path / "two_series.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(image[:300, :400], tile=(128, 128))
+        writer.write(image[:200, :100], tile=(128, 128))
+    dest = tmp_path / "second.zarr"
+    run("convert", str(path), str(dest), "--series", "1", "--quiet", check=True)
+    np.testing.assert_array_equal(zarr.open_group(str(dest), mode="r")["0"][...], image[:200, :100])
+    assert_one_line_error(run("convert", str(path), str(tmp_path / "x.zarr"), "--series", "5"), "no series 5")

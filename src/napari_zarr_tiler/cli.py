@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src", metavar="SRC")
     conv.add_argument("dst", metavar="DST")
     conv.add_argument(
+        "--series", type=int, default=0, help="which image series of a TIFF (default 0)"
+    )
+    conv.add_argument(
         "--chunks",
         type=_shape,
         default=512,
@@ -146,7 +149,7 @@ class ProgressBar:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    spec = SourceSpec(args.src)
+    spec = SourceSpec(args.src, series=args.series)
     source = spec.opened
     try:
         options: dict[str, Any] = dict(source.options)

@@ -351,7 +351,7 @@ class _Source:
 
     def describe(self) -> str:
         """Identifies the source in the resume journal."""
-        origin = self.spec.path if self.spec is not None else type(self.array).__name__
+        origin = repr(self.spec) if self.spec is not None else type(self.array).__name__
         return f"{origin} {self.shape} {self.dtype}"
 
 

@@ -59,9 +59,11 @@ class SourceSpec:
     """A source named by path (picklable: dask workers re-open it)."""
 
     path: str
+    series: int = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}  # never the opened source: each process opens its own
+        # Never the opened source: each process opens its own.
+        return {"path": self.path, "series": self.series}
 
     @functools.cached_property
     def opened(self) -> OpenSource:
@@ -101,7 +103,7 @@ class SourceSpec:
             return _open_zarr(path)
         if self.kind == "npy":
             return _open_npy(path)
-        return _open_tiff(path)
+        return _open_tiff(path, self.series)
 
 
 def _open_sample(name: str) -> OpenSource:
@@ -178,13 +180,13 @@ def _open_zarr(path: Path) -> OpenSource:
     )
 
 
-def _ome_tiff_options(tiff: Any, axes: str) -> dict[str, Any]:
+def _ome_tiff_options(tiff: Any, axes: str, series_index: int) -> dict[str, Any]:
     import tifffile
 
     try:
         document = tifffile.xml2dict(tiff.ome_metadata)
         image = document["OME"]["Image"]
-        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+        pixels = (image[series_index] if isinstance(image, list) else image)["Pixels"]
     except (KeyError, TypeError, ValueError, IndexError):
         return {}
     options: dict[str, Any] = {}
@@ -207,7 +209,7 @@ def _ome_tiff_options(tiff: Any, axes: str) -> dict[str, Any]:
     return options
 
 
-def _open_tiff(path: Path) -> OpenSource:
+def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     import tifffile
 
     try:
@@ -216,10 +218,11 @@ def _open_tiff(path: Path) -> OpenSource:
         msg = f"{path}: not a readable TIFF image ({error})"
         raise SourceError(msg) from error
     try:
-        if not tiff.series:
-            msg = f"{path}: the TIFF holds no image series"
+        if not 0 <= series_index < len(tiff.series):
+            available = ", ".join(f"{i} ({s.axes} {s.shape})" for i, s in enumerate(tiff.series))
+            msg = f"{path}: no series {series_index}; the TIFF holds series {available or 'none'}"
             raise SourceError(msg)
-        series = tiff.series[0]
+        series = tiff.series[series_index]
         store = series.aszarr(level=0)
         array = zarr.open(store, mode="r")
     except SourceError:
@@ -236,10 +239,10 @@ def _open_tiff(path: Path) -> OpenSource:
     if set(spatial_axes) <= set("TCZYX") and len(set(spatial_axes)) == len(spatial_axes):
         options["axes"] = tuple(spatial_axes.lower())
         if tiff.is_ome:
-            options.update(_ome_tiff_options(tiff, spatial_axes))
+            options.update(_ome_tiff_options(tiff, spatial_axes, series_index))
     options["rgb"] = rgb
     description = (
-        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series 0, axes {axes}, {series.shape} "
+        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of {len(tiff.series)}, axes {axes}, {series.shape} "
         f"{series.dtype}, {len(series.levels)} level(s), read in blocks of {array.chunks}"
     )
     return OpenSource(array, options, description, [store, tiff])
