@@ -210,20 +210,13 @@ def test_invalid_option_values_are_usage_errors(tmp_path: Path) -> None:
     assert "expected 'auto' or a number" in result.stderr
 
 
+# gzip at level 9: slow enough to interrupt mid-way; the reference and resumed runs use the same.
+SLOW_OPTIONS = ("--chunks", "256", "--compressor", "gzip", "--clevel", "9")
+
+
 def _start_slow_conversion(src: Path, dest: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            EXE,
-            "convert",
-            str(src),
-            str(dest),
-            "--chunks",
-            "256",
-            "--compressor",
-            "gzip",
-            "--clevel",
-            "9",
-        ],
+        [EXE, "convert", str(src), str(dest), *SLOW_OPTIONS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -256,12 +249,7 @@ def reference_store(tmp_path_factory: pytest.TempPathFactory, big_tiff: Path) ->
         "convert",
         str(big_tiff),
         str(dest),
-        "--chunks",
-        "256",
-        "--compressor",
-        "gzip",
-        "--clevel",
-        "9",
+        *SLOW_OPTIONS,
         "--quiet",
         check=True,
     )
@@ -288,12 +276,7 @@ def test_interrupt_then_resume_gives_the_same_store(
         "convert",
         str(big_tiff),
         str(dest),
-        "--chunks",
-        "256",
-        "--compressor",
-        "gzip",
-        "--clevel",
-        "9",
+        *SLOW_OPTIONS,
         "--resume",
         check=True,
     )
@@ -323,12 +306,7 @@ def test_local_dask_cluster_writes_the_same_bytes(
             "convert",
             str(big_tiff),
             str(dest),
-            "--chunks",
-            "256",
-            "--compressor",
-            "gzip",
-            "--clevel",
-            "9",
+            *SLOW_OPTIONS,
             "--scheduler",
             "local",
             "--quiet",
@@ -369,5 +347,9 @@ def test_choose_a_series_of_a_multi_series_tiff(tmp_path: Path, image: np.ndarra
         writer.write(image[:200, :100], tile=(128, 128))
     dest = tmp_path / "second.zarr"
     run("convert", str(path), str(dest), "--series", "1", "--quiet", check=True)
-    np.testing.assert_array_equal(zarr.open_group(str(dest), mode="r")["0"][...], image[:200, :100])
-    assert_one_line_error(run("convert", str(path), str(tmp_path / "x.zarr"), "--series", "5"), "no series 5")
+    np.testing.assert_array_equal(
+        zarr.open_group(str(dest), mode="r")["0"][...], image[:200, :100]
+    )
+    assert_one_line_error(
+        run("convert", str(path), str(tmp_path / "x.zarr"), "--series", "5"), "no series 5"
+    )

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -388,42 +388,26 @@ class PyramidPass:
     write_first: bool
 
 
+@dataclass
 class RegionScheduler:
     """Run passes region by region with bounded work in flight, on threads or a dask client."""
 
-    def __init__(
-        self,
-        *,
-        pipeline: str,
-        run_id: str,
-        method: Downsampling,
-        level_chunks: tuple[tuple[int, ...], ...],
-        tiles_total: int,
-        bytes_total: int,
-        journal: Journal,
-        progress: Callable[[Progress], None] | None,
-        cancel: CancelArg,
-        workers: int,
-        itemsize: int,
-        channel_axis: int | None,
-        client: Any = None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.run_id = run_id
-        self.method = method
-        self.level_chunks = level_chunks
-        self.tiles_total = tiles_total
-        self.bytes_total = bytes_total
-        self.journal = journal
-        self.progress = progress
-        self.cancel = cancel
-        self.workers = workers
-        self.client = client
-        self.itemsize = itemsize
-        self.channel_axis = channel_axis
-        self.tiles_done = 0
-        self.bytes_done = 0
-        self.started = time.perf_counter()
+    pipeline: str
+    run_id: str
+    method: Downsampling
+    level_chunks: tuple[tuple[int, ...], ...]
+    tiles_total: int
+    bytes_total: int
+    journal: Journal
+    progress: Callable[[Progress], None] | None
+    cancel: CancelArg
+    workers: int
+    itemsize: int
+    channel_axis: int | None
+    client: Any = None
+    tiles_done: int = field(default=0, init=False)
+    bytes_done: int = field(default=0, init=False)
+    started: float = field(default_factory=time.perf_counter, init=False)
 
     def _count(
         self,
