@@ -148,3 +148,29 @@ def test_save_selected_layers_writes_ome_zarr(
     np.testing.assert_array_equal(np.asarray(reopened.data), small_image)
     reopened_labels = viewer.open(str(labels_path), plugin="napari-zarr-tiler")[0]
     assert isinstance(reopened_labels, Labels)
+
+
+def test_widget_refuses_to_write_into_the_store_a_layer_was_read_from(
+    make_napari_viewer, qtbot, tmp_path: Path, small_image
+) -> None:
+    from napari.utils.notifications import notification_manager
+
+    from napari_zarr_tiler import convert
+
+    store = tmp_path / "opened.zarr"
+    convert(small_image, store, chunks=64)
+    before_files = sorted(p.name for p in store.rglob("*"))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(store), plugin="napari-zarr-tiler")
+    widget = ConvertWidget(viewer)
+    widget.layer.value = layer
+    for target in (store, store / "inside.zarr"):
+        widget.output.value = target
+        widget.overwrite.value = True
+        before = len(notification_manager.records)
+        widget.start()
+        with qtbot.waitSignal(widget.worker.finished, timeout=30_000):
+            pass
+        messages = [str(n.message) for n in notification_manager.records[before:]]
+        assert any("inside the source" in m for m in messages), messages
+    assert sorted(p.name for p in store.rglob("*")) == before_files

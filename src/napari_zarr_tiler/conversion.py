@@ -468,6 +468,7 @@ def convert(
     workers: int | None = None,
     scheduler: str | None = None,
     resume: bool = False,
+    source_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> ConversionResult:
     """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
 
@@ -523,6 +524,9 @@ def convert(
         ``LocalCluster`` of worker processes; any other value is the address of a running
         dask.distributed scheduler (its workers must see the source and ``dest``). The store
         written is byte-for-byte the same whichever runs it.
+    source_paths : sequence of paths
+        Files or folders the source is read from (for a dask array opened from a store), so that
+        the destination can never overlap them; found by itself for zarr arrays and memory maps.
     resume : bool
         Continue an interrupted conversion to ``dest`` (same source and options), skipping the
         regions its journal lists as written. An interrupted run (Ctrl-C, SIGKILL) keeps its
@@ -574,7 +578,9 @@ def convert(
     if len(unit_list) != ndim:
         msg = f"units must have {ndim} values, got {unit_list}"
         raise InvalidOptionError(msg)
-    dest_path = check_destination(dest, overwrite=overwrite, source_paths=src.paths())
+    dest_path = check_destination(
+        dest, overwrite=overwrite, source_paths=[*src.paths(), *map(Path, source_paths)]
+    )
     image_name = name or dest_path.name.removesuffix(".zarr")
     version = "0.5" if zarr_format == 3 else "0.4"
     method: Downsampling = "nearest" if label else "mean"

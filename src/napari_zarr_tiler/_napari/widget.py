@@ -197,6 +197,8 @@ class ConvertWidget(Container):
                 "compressor": self.compressor.value,
                 "clevel": None if self.compressor.value == "none" else int(self.clevel.value),
                 "overwrite": bool(self.overwrite.value),
+                # where napari read the layer from: the destination may not overlap it
+                "source_paths": [layer.source.path] if layer.source.path else [],
             }
         except (ValueError, TypeError, ZarrTilerError) as error:
             show_error(f"Convert to zarr: {error}")
