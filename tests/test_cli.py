@@ -353,3 +353,34 @@ def test_choose_a_series_of_a_multi_series_tiff(tmp_path: Path, image: np.ndarra
     assert_one_line_error(
         run("convert", str(path), str(tmp_path / "x.zarr"), "--series", "5"), "no series 5"
     )
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path, image: np.ndarray) -> None:
+    """With stderr on a terminal (a pseudo-terminal here) the bar shows tiles, MB/s and ETA."""
+    import pty
+
+    np.save(tmp_path / "img.npy", image)
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [EXE, "convert", str(tmp_path / "img.npy"), str(tmp_path / "out.zarr"), "--chunks", "128"],
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        output += data
+    os.close(primary)
+    assert process.wait(timeout=120) == 0
+    text = output.decode(errors="replace")
+    assert "\r" in text
+    assert "tiles" in text
+    assert "MB/s" in text
+    assert "ETA" in text
+    assert "100%" in text
