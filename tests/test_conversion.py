@@ -311,10 +311,15 @@ def test_unsupported_dtypes(tmp_path: Path, dtype: type) -> None:
         convert(np.zeros((4, 4), dtype=dtype), tmp_path / "out.zarr")
 
 
-def test_source_is_never_modified(tmp_path: Path, small_image: np.ndarray) -> None:
-    source = small_image.copy()
-    convert(source, tmp_path / "out.zarr", chunks=50)
-    np.testing.assert_array_equal(source, small_image)
+def test_source_store_is_never_modified(tmp_path: Path, small_image: np.ndarray) -> None:
+    """Converting from a zarr store (re-tiling it, even with overwrite) leaves its files as they were."""
+    source_path = tmp_path / "source.zarr"
+    source = zarr.create_array(str(source_path), data=small_image, chunks=(100, 100))
+    before = {p: p.read_bytes() for p in sorted(source_path.rglob("*")) if p.is_file()}
+    convert(source, tmp_path / "retiled.zarr", chunks=64)
+    convert(source, tmp_path / "retiled.zarr", chunks=32, overwrite=True, zarr_format=2)
+    after = {p: p.read_bytes() for p in sorted(source_path.rglob("*")) if p.is_file()}
+    assert after == before
 
 
 def test_cancel_stops_and_leaves_nothing(tmp_path: Path) -> None:
@@ -385,3 +390,94 @@ def test_streaming_keeps_memory_bounded(tmp_path: Path) -> None:
     assert peak_mb < 600, f"peak RSS {peak_mb} MB for a 1,678 MB image"
     meta = json.loads((dest / "zarr.json").read_text())
     assert len(meta["attributes"]["ome"]["multiscales"][0]["datasets"]) == 8
+
+
+# ------------------------------------------------------------------------------------------------
+# Chunk and shard sizes whose regions hold only a few units, odd sizes, extreme values
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "options"),
+    [
+        ((4096, 8192), "uint16", {"chunks": 2048}),  # 4 chunks exceed the region budget
+        ((8192, 16384), "uint8", {"chunks": 512, "shards": 4096}),  # so do 4 shards
+        ((17, 1400, 1100), "uint8", {"chunks": (17, 511, 511)}),  # odd chunk sides
+    ],
+    ids=["big-chunks", "big-shards", "odd-chunks"],
+)
+def test_large_or_odd_units_give_exact_levels_on_several_threads(
+    tmp_path: Path, shape: tuple[int, ...], dtype: str, options: dict
+) -> None:
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 200, size=shape, dtype=dtype)
+    dest = tmp_path / "units.zarr"
+    result = convert(image, dest, workers=2, compressor="blosc-lz4", **options)
+    assert result.plan.depth >= 1
+    group = zarr.open_group(str(dest), mode="r")
+    expected = image
+    for level in range(min(result.plan.n_levels, 3)):
+        np.testing.assert_array_equal(group[str(level)][...], expected, err_msg=f"level {level}")
+        expected = reference_mean(expected)
+
+
+def test_level_transforms_at_odd_sizes_are_powers_of_two(tmp_path: Path) -> None:
+    dest = tmp_path / "odd.zarr"
+    convert(np.arange(25, dtype=np.uint8).reshape(5, 5), dest, chunks=2, scale=(0.5, 0.5))
+    datasets = zarr.open_group(str(dest), mode="r").attrs["ome"]["multiscales"][0]["datasets"]
+    transforms = [d["coordinateTransformations"] for d in datasets]
+    assert [t[0]["scale"] for t in transforms] == [[0.5, 0.5], [1.0, 1.0], [2.0, 2.0]]
+    # A level-k pixel centre sits at the centre of the 2**k source pixels it averages.
+    assert [t[1]["translation"] for t in transforms[1:]] == [[0.25, 0.25], [0.75, 0.75]]
+
+
+def test_sixty_four_bit_means_do_not_overflow() -> None:
+    for dtype in (np.uint64, np.int64):
+        info = np.iinfo(dtype)
+        high = np.full((2, 2), info.max - 1, dtype=dtype)
+        low = np.full((2, 2), info.min + 1, dtype=dtype)
+        assert downsample_2x(high)[0, 0] == info.max - 1
+        assert downsample_2x(low)[0, 0] == info.min + 1
+    big = np.full((2, 2), np.finfo(np.float32).max / 2, dtype=np.float32)
+    assert np.isfinite(downsample_2x(big)).all()
+
+
+def test_display_window_ignores_nan_and_does_not_depend_on_threads(tmp_path: Path) -> None:
+    image = np.full((1024, 1024), np.nan, dtype=np.float32)
+    image[600:, 600:] = np.linspace(500, 5500, 424 * 424, dtype=np.float32).reshape(424, 424)
+    windows = []
+    for workers in (1, 2):
+        dest = tmp_path / f"nan{workers}.zarr"
+        convert(image, dest, chunks=128, workers=workers)
+        window = zarr.open_group(str(dest), mode="r").attrs["ome"]["omero"]["channels"][0][
+            "window"
+        ]
+        windows.append((window["start"], window["end"]))
+    assert windows == [(500.0, 5500.0), (500.0, 5500.0)]
+
+
+def test_default_axes_never_invent_channels(tmp_path: Path) -> None:
+    dest = tmp_path / "4d.zarr"
+    convert(np.zeros((3, 2, 16, 16), dtype=np.uint8), dest, axes=("-4", "-3", "-2", "-1"))
+    axes = zarr.open_group(str(dest), mode="r").attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "z", "y", "x"]
+    assert "channel_axis" not in read_zarr(dest).layers[0].kwargs
+
+
+def test_dask_source_read_from_a_store_cannot_be_written_into_it(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    store = tmp_path / "source.zarr"
+    convert(small_image, store, chunks=64)
+    level0 = read_zarr(store).layers[0].data[0]
+    for target in (store / "inner.zarr", store):
+        with pytest.raises(DestinationError, match="inside the source"):
+            convert(level0, target, overwrite=True)
+    np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["0"][...], small_image)
+
+
+def test_a_cluster_refuses_in_memory_numpy_sources(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    with pytest.raises(InvalidOptionError, match="workers can open"):
+        convert(small_image, tmp_path / "x.zarr", scheduler="local")

@@ -27,7 +27,8 @@ def test_widget_is_contributed(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-zarr-tiler", "Convert to zarr")
     assert isinstance(widget, ConvertWidget)
-    for name in (
+    names = [child.name for child in widget]
+    expected = [
         "layer",
         "output",
         "chunks",
@@ -36,10 +37,8 @@ def test_widget_is_contributed(make_napari_viewer) -> None:
         "zarr_format",
         "shards",
         "levels",
-        "overwrite",
-        "open_result",
-    ):
-        assert hasattr(widget, name), name
+    ]
+    assert names[: len(expected) + 2] == [*expected, "overwrite", "open_result"]
 
 
 def test_widget_shows_the_plan_live(viewer_with_slide) -> None:

@@ -330,12 +330,22 @@ def test_a_chunk_too_large_to_display_is_refused(tmp_path: Path) -> None:
         read_zarr(path)
 
 
-def test_metadata_declaring_an_absurd_chunk_grid_is_refused(tmp_path: Path) -> None:
-    """10^15 x 10^15 pixels in 10 x 10 chunks: indexing the grid alone would exhaust memory."""
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [((10**15, 10**15), (10, 10)), ((2**34, 2**34), (2**14, 2**14))],
+    ids=["tiny-chunks", "huge-chunks-previews"],
+)
+def test_metadata_declaring_an_absurd_chunk_grid_is_refused(
+    tmp_path: Path, shape: tuple[int, int], chunks: tuple[int, int]
+) -> None:
+    """A few hundred bytes of metadata whose chunk grid alone (or that of its previews) would
+    exhaust memory are refused, quickly and without allocating."""
     path = tmp_path / "absurd.zarr"
-    zarr.create_array(str(path), shape=(10**15, 10**15), chunks=(10, 10), dtype="uint8")
+    zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint8")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(StoreReadError, match="refusing to index that many"):
         read_zarr(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024 < 100
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")

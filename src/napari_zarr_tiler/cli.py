@@ -149,7 +149,9 @@ class ProgressBar:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    spec = SourceSpec(args.src, series=args.series)
+    # Absolute, so that dask workers and a later --resume from elsewhere name the same file.
+    src = args.src if args.src.startswith("sample:") else str(Path(args.src).absolute())
+    spec = SourceSpec(src, series=args.series)
     source = spec.opened
     try:
         options: dict[str, Any] = dict(source.options)

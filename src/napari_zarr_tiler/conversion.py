@@ -273,7 +273,10 @@ def plan_conversion(
     unit = shard_shape or chunk_shape
     unit_yx = tuple(unit[-2:]) if ndim >= 2 else (1, unit[-1])
     other = math.prod(unit[:-2]) if ndim > 2 else 1
-    depth = 0
+    # How many levels one region computes in memory. A region must hold 2 x 2 units to give whole
+    # units (chunks or shards) of the next level, so depth is at least 1 whenever there is a
+    # pyramid, even when that makes regions larger than REGION_BYTES (huge shards).
+    depth = 1 if n_levels > 1 else 0
     while (
         depth < n_levels - 1
         and unit_yx[0] * unit_yx[1] * 4 ** (depth + 1) * other * resolved_dtype.itemsize
@@ -297,6 +300,42 @@ def plan_conversion(
 # ---------------------------------------------------------------------------------------------
 # Sources
 # ---------------------------------------------------------------------------------------------
+
+
+def _local_paths_of(array: Any) -> list[Path]:
+    """The local folder of a zarr array (or of the array a preview view wraps), or a memmap's file."""
+    if not isinstance(array, zarr.Array):
+        array = getattr(array, "array", array)
+    if isinstance(array, zarr.Array):
+        # LocalStore has a root; an fsspec store on the local disk an absolute path.
+        root = getattr(array.store, "root", None) or getattr(array.store, "path", None)
+        return [Path(root)] if root is not None and Path(root).is_absolute() else []
+    filename = getattr(array, "filename", None)  # numpy memmap
+    return [Path(filename)] if isinstance(filename, str) else []
+
+
+def _arrays_in_dask_graph(array: Any) -> list[Any]:
+    """Arrays a dask array reads from, found without materialising its graph.
+
+    ``da.from_array`` keeps its source in a Blockwise layer's ``indices`` (``inline_array=True``)
+    or in a one-task layer (the default); layers with many tasks are not scanned.
+    """
+    graph_of = getattr(array, "__dask_graph__", None)
+    if graph_of is None:
+        return []
+    found: list[Any] = []
+    for layer in getattr(graph_of(), "layers", {}).values():
+        for index in getattr(layer, "indices", None) or ():
+            found.append(index[0])
+        mapping = getattr(layer, "mapping", None)
+        if isinstance(mapping, dict) and len(mapping) <= 4:
+            for task in mapping.values():
+                found.append(task)
+                found.extend(getattr(task, "args", ()) or ())
+                found.append(getattr(task, "value", None))
+    return [
+        item for item in found if hasattr(item, "shape") and not hasattr(item, "__dask_graph__")
+    ]
 
 
 class _Source:
@@ -340,13 +379,8 @@ class _Source:
             if self.spec is not None and not self.spec.path.startswith("sample:")
             else []
         )
-        store = getattr(self.array, "store", None)
-        root = getattr(store, "root", None)
-        if root is not None:
-            paths.append(Path(root))
-        filename = getattr(self.array, "filename", None)  # numpy memmap
-        if isinstance(filename, str):
-            paths.append(Path(filename))
+        for array in (self.array, *_arrays_in_dask_graph(self.array)):
+            paths.extend(_local_paths_of(array))
         return paths
 
     def describe(self) -> str:
@@ -361,8 +395,9 @@ class _Source:
 
 
 def _default_axes(ndim: int, *, channel_position: int | None) -> list[str]:
+    """Axis names when none are given: a channel axis only where one is known (RGB) or needed (5-D)."""
     if channel_position is None:
-        return list(("t", "c", "z", "y", "x")[-ndim:])
+        return list(("t", "c", "z", "y", "x") if ndim == 5 else ("t", "z", "y", "x")[-ndim:])
     names = list(("t", "z", "y", "x")[-(ndim - 1) :])
     names.insert(channel_position, "c")
     return names
@@ -379,9 +414,6 @@ def _valid_ome_axes(axes: Sequence[str]) -> bool:
 def _resolve_axes(
     axes: Sequence[str] | None, ndim: int, *, channel_position: int | None
 ) -> list[str]:
-    if ndim > 5:
-        msg = f"OME-Zarr images have at most 5 axes; this one has {ndim}"
-        raise InvalidOptionError(msg)
     if axes is None:
         return _default_axes(ndim, channel_position=channel_position)
     names = [str(a) for a in axes]
@@ -585,6 +617,12 @@ def convert(
     version = "0.5" if zarr_format == 3 else "0.4"
     method: Downsampling = "nearest" if label else "mean"
 
+    if scheduler and isinstance(src.array, np.ndarray) and src.spec is None:
+        msg = (
+            "a dask cluster needs a source its workers can open: a file (SourceSpec or the "
+            "command line), a zarr array or a dask array; a numpy array would be copied into every task"
+        )
+        raise InvalidOptionError(msg)
     pipeline = codec_pipeline_name()
     run_id = uuid.uuid4().hex
     fingerprint = {
@@ -680,8 +718,7 @@ def _passes(
     plan: ConversionPlan, reader: SourceReader, level_paths: list[str], pipeline: str, run_id: str
 ) -> Iterator[PyramidPass]:
     """Pass 0 reads the source into levels 0..depth; each next pass reads the last level written."""
-    n_levels = plan.n_levels
-    depth = max(plan.depth, 1) if n_levels > 1 else 0
+    n_levels, depth = plan.n_levels, plan.depth
     first, last = 0, min(depth, n_levels - 1)
     while True:
         unit = plan.level_shards[first] or plan.level_chunks[first]
@@ -765,9 +802,10 @@ def _ome_attributes(
     colors: Sequence[str] | None,
     contrast_limits: Sequence[Sequence[float]] | None,
 ) -> dict[str, Any]:
+    # Level k's pixel spans 2**k source pixels on Y and X (odd edges are padded, not stretched).
     level_scales = []
-    for level_shape in plan.level_shapes:
-        factors = [s0 / s for s0, s in zip(plan.shape, level_shape, strict=True)]
+    for level in range(plan.n_levels):
+        factors = [1] * (len(plan.shape) - 2) + [2**level, 2**level]
         level_scales.append([sc * f for sc, f in zip(scales, factors, strict=True)])
     block: dict[str, Any] = {
         "multiscales": ome_ngff.build_multiscales(

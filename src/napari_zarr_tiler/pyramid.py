@@ -51,27 +51,46 @@ def _accumulator_dtype(dtype: np.dtype) -> np.dtype:
         return np.dtype(np.uint32 if dtype.itemsize <= 2 else np.uint64)
     if dtype.kind == "i":
         return np.dtype(np.int32 if dtype.itemsize <= 2 else np.int64)
-    return np.dtype(np.float64 if dtype.itemsize >= 8 else np.float32)
+    return np.dtype(np.float64)  # float32 sums near its maximum would overflow to inf
+
+
+def _mean_of_quarters(corners: list[np.ndarray]) -> np.ndarray:
+    """Rounded mean of four 64-bit integer arrays without overflow.
+
+    Each value is 4q + r with 0 <= r < 4 (floor division), so the rounded mean is
+    sum(q) + (sum(r) + 2) // 4, and no partial sum leaves the type's range.
+    """
+    quotients = sum(corner // 4 for corner in corners)
+    remainders = sum(corner % 4 for corner in corners)
+    return quotients + (remainders + 2) // 4
 
 
 def downsample_2x(block: np.ndarray, method: Downsampling = "mean") -> np.ndarray:
     """Halve the last two axes of ``block`` (rounding up), keeping its dtype.
 
     ``"mean"`` averages each 2x2 square by four strided adds in a wider type (integers are
-    rounded half up); ``"nearest"`` keeps its top-left pixel, which preserves label values.
+    rounded half up; 64-bit integers through quotients and remainders, floats in float64);
+    ``"nearest"`` keeps its top-left pixel, which preserves label values.
     """
     if method == "nearest":
         return np.ascontiguousarray(block[..., ::2, ::2])
     padded = _pad_even(block)
+    corners = [
+        padded[..., 0::2, 0::2],
+        padded[..., 1::2, 0::2],
+        padded[..., 0::2, 1::2],
+        padded[..., 1::2, 1::2],
+    ]
+    if padded.dtype.kind in "ui" and padded.dtype.itemsize == 8:
+        return _mean_of_quarters(corners).astype(padded.dtype)
     accumulator = _accumulator_dtype(padded.dtype)
-    total = padded[..., 0::2, 0::2].astype(accumulator)
-    total += padded[..., 1::2, 0::2]
-    total += padded[..., 0::2, 1::2]
-    total += padded[..., 1::2, 1::2]
+    total = corners[0].astype(accumulator)
+    for corner in corners[1:]:
+        total += corner
     if padded.dtype.kind in "ui":
-        # (sum + 2) // 4, done in place: the accumulator has room for the sum plus 2.
+        # (sum + 2) // 4, in place: the accumulator has room for four values plus 2.
         total += 2
         total //= 4
         return total.astype(padded.dtype)
     total *= 0.25
-    return total.astype(padded.dtype, copy=False)
+    return total.astype(padded.dtype)

@@ -219,18 +219,29 @@ class RegionOutcome:
 def _value_ranges(
     block: np.ndarray, region: Region, channel_axis: int | None
 ) -> dict[int, tuple[float, float]]:
-    """Min and max of a level-0 block, per channel (keyed by the channel's index in the image)."""
+    """Finite min and max of a level-0 block per channel (keyed by the channel's image index).
+
+    Non-finite values are left out, so the merged range does not depend on the order in which
+    regions finish (``min`` and ``max`` with NaN do).
+    """
     if block.size == 0:
         return {}
-    if channel_axis is None:
-        return {0: (float(np.nanmin(block)), float(np.nanmax(block)))}
-    axes = tuple(axis for axis in range(block.ndim) if axis != channel_axis)
-    lows, highs = np.nanmin(block, axis=axes), np.nanmax(block, axis=axes)
-    first = region[channel_axis].start
-    return {
-        first + i: (float(low), float(high))
-        for i, (low, high) in enumerate(zip(lows, highs, strict=True))
-    }
+    channels = (
+        [(0, block)]
+        if channel_axis is None
+        else [
+            (region[channel_axis].start + i, np.take(block, i, axis=channel_axis))
+            for i in range(block.shape[channel_axis])
+        ]
+    )
+    ranges = {}
+    for channel, values in channels:
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                continue
+        ranges[channel] = (float(values.min()), float(values.max()))
+    return ranges
 
 
 def convert_region(

@@ -46,7 +46,7 @@ MAX_CHUNK_BYTES = 1 << 30
 #: Dask chunks are grown (by whole stored chunks) until an array has at most this many.
 MAX_DASK_BLOCKS = 1 << 16
 #: More dask blocks than this along one axis is refused: the chunk grid alone would fill memory.
-MAX_BLOCKS_PER_AXIS = 1 << 20
+MAX_BLOCKS_PER_AXIS = 1 << 16
 #: Largest dask chunk we build by grouping stored chunks.
 MAX_DASK_CHUNK_BYTES = 64 << 20
 #: Contrast limits are computed from the smallest level only when it is at most this many pixels.
@@ -268,6 +268,17 @@ def _dask_chunks(array: zarr.Array, itemsize: int) -> tuple[int, ...]:
     return tuple(chunks)
 
 
+def _check_block_grid(shape: tuple[int, ...], chunks: tuple[int, ...], *, where: Path) -> None:
+    """Refuse a dask chunk grid too large to index (only corrupt or hostile metadata makes one)."""
+    blocks = [math.ceil(s / max(c, 1)) for s, c in zip(shape, chunks, strict=True)]
+    if any(count > MAX_BLOCKS_PER_AXIS for count in blocks):
+        msg = (
+            f"{where}: shape {shape} in blocks of {chunks} makes {max(blocks):,} blocks along one "
+            "axis; refusing to index that many (is the metadata corrupt?)"
+        )
+        raise StoreReadError(msg)
+
+
 def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
     """Wrap a zarr array as a dask array that reads only the chunks a slice touches.
 
@@ -287,13 +298,7 @@ def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
         )
         raise StoreReadError(msg)
     chunks = _dask_chunks(array, dtype.itemsize)
-    blocks = [math.ceil(s / max(c, 1)) for s, c in zip(array.shape, chunks, strict=True)]
-    if any(count > MAX_BLOCKS_PER_AXIS for count in blocks):
-        msg = (
-            f"{where}: shape {array.shape} with chunks {array.chunks} makes {max(blocks):,} chunks "
-            "along one axis; refusing to index that many (is the metadata corrupt?)"
-        )
-        raise StoreReadError(msg)
+    _check_block_grid(array.shape, chunks, where=where)
     # A fresh name per open: a store rewritten in place must not be served from dask's cache.
     name = f"zarr-tiler-{uuid.uuid4().hex}"
     return da.from_array(array, chunks=chunks, name=name, asarray=False, inline_array=True)
@@ -304,6 +309,7 @@ def _lazy_pyramid(array: zarr.Array, base: da.Array, *, where: Path) -> list[da.
     step = minimum_sample_step(array.shape, array.chunks, np.dtype(array.dtype).itemsize)
     for factor in strided_level_factors(array.shape):
         view = StridedView(array, factor, step)
+        _check_block_grid(view.shape, view.chunks, where=where)
         levels.append(
             da.from_array(
                 view,
