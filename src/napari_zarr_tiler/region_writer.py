@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -210,10 +211,16 @@ def halve(region: Region) -> Region:
 
 @dataclass(frozen=True)
 class RegionOutcome:
-    """What one region task wrote: block shapes per level, and level-0 value ranges per channel."""
+    """What one region task wrote: block shapes and CRC-32 checksums per level, and (for the
+    source pass) the value range per channel."""
 
     shapes: list[tuple[int, ...]]
     value_ranges: dict[int, tuple[float, float]] | None = None
+    checksums: tuple[int, ...] = ()
+
+
+def _checksum(block: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(block).view(np.uint8))
 
 
 def _value_ranges(
@@ -266,7 +273,7 @@ def convert_region(
         if write_first and block.dtype.kind != "b"
         else None
     )
-    shapes = []
+    shapes, checksums = [], []
     for index, path in enumerate(level_paths):
         if index > 0:
             block = downsample_2x(block, method)
@@ -275,7 +282,34 @@ def convert_region(
             continue
         _open_level(path, pipeline, run_id)[region] = block
         shapes.append(block.shape)
-    return RegionOutcome(shapes, value_ranges)
+        checksums.append(_checksum(block))
+    return RegionOutcome(shapes, value_ranges, tuple(checksums))
+
+
+def verify_region(
+    level_paths: tuple[str, ...],
+    pipeline: str,
+    run_id: str,
+    region: Region,
+    write_first: bool,
+    checksums: tuple[int, ...],
+) -> bool:
+    """Whether the levels a journaled region wrote read back with the checksums it recorded."""
+    regions_written = []
+    for index in range(len(level_paths)):
+        if index > 0:
+            region = halve(region)
+        if index > 0 or write_first:
+            regions_written.append((level_paths[index], region))
+    if len(checksums) != len(regions_written):
+        return False
+    try:
+        return all(
+            _checksum(np.asarray(_open_level(path, pipeline, run_id)[written])) == checksum
+            for (path, written), checksum in zip(regions_written, checksums, strict=True)
+        )
+    except Exception:  # a truncated or corrupt chunk: the region is written again
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +326,7 @@ class Journal:
 
     def __init__(self, staging: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
         self.path = staging / JOURNAL
-        self.done: dict[tuple[int, int], dict[int, tuple[float, float]] | None] = {}
+        self.done: dict[tuple[int, int], RegionOutcome] = {}
         header = json.dumps(fingerprint, sort_keys=True)
         if resume and self.path.is_file():
             lines = self.path.read_text().splitlines()
@@ -306,10 +340,12 @@ class Journal:
                 try:
                     entry = json.loads(line)
                     ranges = entry["ranges"]
-                    self.done[(int(entry["pass"]), int(entry["region"]))] = (
-                        None
+                    self.done[(int(entry["pass"]), int(entry["region"]))] = RegionOutcome(
+                        shapes=[],
+                        value_ranges=None
                         if ranges is None
-                        else {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+                        else {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()},
+                        checksums=tuple(int(c) for c in entry["sums"]),
                     )
                 except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                     continue  # a line cut short by a crash: that region is simply redone
@@ -317,21 +353,24 @@ class Journal:
             self.path.write_text(header + "\n")
         self._file = self.path.open("a")
 
-    def record(
-        self, pass_index: int, region_index: int, ranges: dict[int, tuple[float, float]] | None
-    ) -> None:
+    def record(self, pass_index: int, region_index: int, outcome: RegionOutcome) -> None:
         """Note a finished region (called from one thread only)."""
-        line = json.dumps({"pass": pass_index, "region": region_index, "ranges": ranges})
-        self._file.write(line + "\n")
+        entry = {
+            "pass": pass_index,
+            "region": region_index,
+            "ranges": outcome.value_ranges,
+            "sums": list(outcome.checksums),
+        }
+        self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.done[(pass_index, region_index)] = ranges
+        self.done[(pass_index, region_index)] = outcome
 
     def value_ranges(self) -> dict[int, tuple[float, float]]:
         """Min and max per channel over every region of the source recorded so far."""
         merged: dict[int, tuple[float, float]] = {}
-        for ranges in self.done.values():
-            for channel, (low, high) in (ranges or {}).items():
+        for outcome in self.done.values():
+            for channel, (low, high) in (outcome.value_ranges or {}).items():
                 if channel in merged:
                     low, high = min(low, merged[channel][0]), max(high, merged[channel][1])
                 merged[channel] = (low, high)
@@ -451,19 +490,49 @@ class RegionScheduler:
         return shapes
 
     def run(self, pyramid_pass: PyramidPass, pass_index: int) -> None:
-        """Run one pass, skipping regions the journal lists as done."""
-        todo = []
-        for index, region in enumerate(regions(pyramid_pass.shape, pyramid_pass.region_shape)):
-            if (pass_index, index) in self.journal.done:
+        """Run one pass, skipping the regions the journal lists as done and that verify."""
+        all_regions = list(enumerate(regions(pyramid_pass.shape, pyramid_pass.region_shape)))
+        journaled = [(i, r) for i, r in all_regions if (pass_index, i) in self.journal.done]
+        verified = self._verify(pyramid_pass, pass_index, journaled)
+        for index, region in journaled:
+            if index in verified:
                 shapes = self._skip_shapes(region, len(pyramid_pass.levels))
                 self._count(
                     pyramid_pass.levels,
                     shapes if pyramid_pass.write_first else shapes[1:],
                     pyramid_pass.write_first,
                 )
-            else:
-                todo.append((index, region))
-        self._execute(pyramid_pass, pass_index, todo)
+        self._execute(
+            pyramid_pass, pass_index, [(i, r) for i, r in all_regions if i not in verified]
+        )
+
+    def _verify(
+        self, pyramid_pass: PyramidPass, pass_index: int, journaled: list[tuple[int, Region]]
+    ) -> set[int]:
+        """Indices of journaled regions whose chunks read back as recorded (on resume)."""
+        if not journaled:
+            return set()
+
+        def check(item: tuple[int, Region]) -> bool:
+            index, region = item
+            checksums = self.journal.done[(pass_index, index)].checksums
+            return verify_region(
+                pyramid_pass.level_paths,
+                self.pipeline,
+                self.run_id,
+                region,
+                pyramid_pass.write_first,
+                checksums,
+            )
+
+        with ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="zarr-tiler-verify"
+        ) as pool:
+            results = list(pool.map(check, journaled))
+        bad = [index for (index, _), ok in zip(journaled, results, strict=True) if not ok]
+        for index in bad:
+            del self.journal.done[(pass_index, index)]  # written again below
+        return {index for (index, _), ok in zip(journaled, results, strict=True) if ok}
 
     def _task_args(self, pyramid_pass: PyramidPass, region: Region) -> tuple[Any, ...]:
         return (
@@ -510,7 +579,7 @@ class RegionScheduler:
             for future in done:
                 index = in_flight.pop(future)
                 outcome: RegionOutcome = future.result()
-                self.journal.record(pass_index, index, outcome.value_ranges)
+                self.journal.record(pass_index, index, outcome)
                 self._count(pyramid_pass.levels, outcome.shapes, pyramid_pass.write_first)
 
         with self._executor() as (submit, wait_any, limit):
