@@ -10,6 +10,19 @@ if command -v apt-get >/dev/null 2>&1; then
 else
   echo "quickstart: no apt-get here; skipping system packages (a desktop napari needs none)" >&2
 fi
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+  echo "quickstart: napari-zarr-tiler needs Python 3.10 or newer; found $(python3 --version)" >&2
+  exit 1
+fi
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y -qq python3-venv
+  else
+    echo "quickstart: Python's venv module is missing; install it (e.g. python3-venv)" >&2
+    exit 1
+  fi
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[testing]"

@@ -207,7 +207,7 @@ def test_bad_input_gets_one_line_and_nonzero_exit(
 def test_invalid_option_values_are_usage_errors(tmp_path: Path) -> None:
     result = run("convert", "a.tif", str(tmp_path / "x.zarr"), "--levels", "many")
     assert result.returncode == 2
-    assert "expected 'auto' or a number" in result.stderr
+    assert "levels must be 'auto' or a number" in result.stderr
 
 
 # gzip at level 9: slow enough to interrupt mid-way; the reference and resumed runs use the same.
@@ -394,3 +394,28 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, image: np.ndarray) -> None:
     assert "MB/s" in text
     assert "ETA" in text
     assert "100%" in text
+
+
+def test_retiling_a_label_image_keeps_it_a_label_image(tmp_path: Path) -> None:
+    from napari_zarr_tiler import convert, read_zarr
+
+    labels = np.zeros((300, 300), dtype=np.uint16)
+    labels[::3, ::3] = 7  # a mean would give values other than 0 and 7
+    source = tmp_path / "labels.zarr"
+    convert(labels, source, chunks=64, label=True)
+    dest = tmp_path / "retiled.zarr"
+    run("convert", str(source), str(dest), "--chunks", "128", "--quiet", check=True)
+    group = zarr.open_group(str(dest), mode="r")
+    assert "image-label" in group.attrs["ome"]
+    assert set(np.unique(group["1"][...])) <= {0, 7}
+    assert read_zarr(dest).layers[0].layer_type == "labels"
+
+
+def test_an_incomplete_conversion_is_refused_as_a_source(tmp_path: Path, big_tiff: Path) -> None:
+    dest = tmp_path / "out.zarr"
+    process = _start_slow_conversion(big_tiff, dest)
+    _wait_for_journal(dest, 1, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    result = run("convert", str(staging_path(dest)), str(tmp_path / "copy.zarr"))
+    assert_one_line_error(result, "incomplete conversion")

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,29 +19,27 @@ from .compression import COMPRESSORS
 from .conversion import convert
 from .destination import staging_path
 from .errors import ConversionCancelled, ZarrTilerError
+from .option_text import parse_levels, parse_shape
 from .region_writer import Progress
 from .sources import SourceSpec
 
 PROG = "napari-zarr-tiler"
 
 
-def _shape(text: str) -> int | tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError as error:
-        msg = f"expected a number or comma-separated numbers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from error
-    return values[0] if len(values) == 1 else values
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser of option text (its ValueError becomes a usage error)."""
+
+    def convert_text(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+
+    return convert_text
 
 
-def _levels(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError as error:
-        msg = f"expected 'auto' or a number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from error
+_shape = _argument_type(lambda text: parse_shape(text, name="a shape"))
+_levels = _argument_type(parse_levels)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from .errors import InvalidOptionError
 Compressor = Literal["zstd", "blosc-lz4", "blosc-zstd", "gzip", "none"]
 COMPRESSORS: tuple[str, ...] = ("zstd", "blosc-lz4", "blosc-zstd", "gzip", "none")
 DEFAULT_LEVELS = {"zstd": 3, "blosc-lz4": 5, "blosc-zstd": 3, "gzip": 6, "none": 0}
-_LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-lz4": (0, 9), "blosc-zstd": (0, 9), "gzip": (0, 9)}
+LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-lz4": (0, 9), "blosc-zstd": (0, 9), "gzip": (0, 9)}
 
 
 def compressor_codecs(
@@ -42,7 +42,7 @@ def compressor_codecs(
     if compressor == "none":
         return None
     level = DEFAULT_LEVELS[compressor] if clevel is None else int(clevel)
-    low, high = _LEVEL_RANGES[compressor]
+    low, high = LEVEL_RANGES[compressor]
     if not low <= level <= high:
         msg = f"clevel {level} is out of range for {compressor} ({low} to {high})"
         raise InvalidOptionError(msg)

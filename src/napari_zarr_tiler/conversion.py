@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 
 from . import ome_ngff
-from .compression import compressor_codecs
+from .compression import Compressor, compressor_codecs
 from .destination import abort_staging, begin_staging, check_destination, commit_staging
 from .errors import (
     ConversionError,
@@ -55,6 +55,7 @@ SUPPORTED_DTYPES = (
     "int16",
     "int32",
     "int64",
+    "float16",
     "float32",
     "float64",
 )
@@ -161,7 +162,7 @@ def check_dtype(dtype: Any) -> np.dtype:
     except TypeError as error:
         msg = f"data type {dtype} is not supported; supported: {', '.join(SUPPORTED_DTYPES)}"
         raise UnsupportedDtypeError(msg) from error
-    if resolved.name not in SUPPORTED_DTYPES and resolved.name != "float16":
+    if resolved.name not in SUPPORTED_DTYPES:
         hint = " (convert it to uint8 first)" if resolved.kind == "b" else ""
         msg = f"data type {resolved} is not supported{hint}; supported: {', '.join(SUPPORTED_DTYPES)}"
         raise UnsupportedDtypeError(msg)
@@ -175,7 +176,7 @@ def plan_conversion(
     chunks: int | Sequence[int] = 512,
     shards: int | Sequence[int] | None = None,
     levels: int | Literal["auto"] = "auto",
-    zarr_format: int = 3,
+    zarr_format: Literal[2, 3] = 3,
     layout: Layout = "ome",
 ) -> ConversionPlan:
     """Validate options against an image's shape and dtype, and say what will be written.
@@ -302,6 +303,18 @@ def plan_conversion(
 # ---------------------------------------------------------------------------------------------
 
 
+def rgb_channel_position(ndim: int) -> int:
+    """Where the colour samples of an RGB(A) image of ``ndim`` axes go (OME order t, c, z, y, x)."""
+    return 0 if ndim <= 4 else 1
+
+
+def channels_first_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape of an RGB(A) image (samples last) with its samples moved to a channel axis."""
+    dims = list(shape)
+    dims.insert(rgb_channel_position(len(dims)), dims.pop())
+    return tuple(dims)
+
+
 def _local_paths_of(array: Any) -> list[Path]:
     """The local folder of a zarr array (or of the array a preview view wraps), or a memmap's file."""
     if not isinstance(array, zarr.Array):
@@ -363,11 +376,8 @@ class _Source:
             if len(shape) < 3 or shape[-1] not in (3, 4):
                 msg = f"an RGB image needs a last axis of 3 or 4 channels, got shape {shape}"
                 raise InvalidOptionError(msg)
-            # OME order is t, c, z, y, x: colours go first, or after time in 5-D.
-            self.channel_position = 0 if len(shape) <= 4 else 1
-            dims = list(shape)
-            dims.insert(self.channel_position, dims.pop())
-            shape = tuple(dims)
+            self.channel_position = rgb_channel_position(len(shape))
+            shape = channels_first_shape(shape)
         self.shape = shape
         self.dtype = np.dtype(source.dtype)
         self.reader = SourceReader(source, spec=self.spec, channel_position=self.channel_position)
@@ -461,7 +471,8 @@ def _windows(ranges: dict[int, tuple[float, float]], n_channels: int) -> list[tu
     return windows
 
 
-def _dtype_range(dtype: np.dtype, windows: list[tuple[float, float]]) -> tuple[float, float]:
+def _omero_value_range(dtype: np.dtype, windows: list[tuple[float, float]]) -> tuple[float, float]:
+    """The omero window's min and max: the dtype's range for integers, else the data's."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return float(info.min), float(info.max)
@@ -478,9 +489,9 @@ def convert(
     dest: str | os.PathLike[str],
     *,
     chunks: int | Sequence[int] = 512,
-    compressor: str = "zstd",
+    compressor: Compressor = "zstd",
     clevel: int | None = None,
-    zarr_format: int = 3,
+    zarr_format: Literal[2, 3] = 3,
     shards: int | Sequence[int] | None = None,
     levels: int | Literal["auto"] = "auto",
     layout: Layout = "ome",
@@ -846,7 +857,7 @@ def _ome_attributes(
             channel_names=names,
             colors=channel_colors,
             windows=windows,
-            dtype_range=_dtype_range(plan.dtype, windows),
+            dtype_range=_omero_value_range(plan.dtype, windows),
         )
     attributes = ome_ngff.wrap_ome(block, version=version)
     if rgb:

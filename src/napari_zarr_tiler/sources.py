@@ -20,7 +20,7 @@ import zarr
 
 from .errors import SourceError, StoreReadError
 from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
-from .store_layers import find_zarr_node
+from .store_layers import open_zarr_node
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".qptiff")
 SAMPLES = ("slide_uint8", "slide_uint16")
@@ -134,15 +134,11 @@ def _open_npy(path: Path) -> OpenSource:
 
 
 def _open_zarr(path: Path) -> OpenSource:
-    node_dir = find_zarr_node(path)
-    if node_dir is None:
-        msg = f"{path}: a folder, but not a zarr store (no zarr.json, .zgroup or .zarray)"
-        raise SourceError(msg)
     try:
-        node = zarr.open(store=str(node_dir), mode="r")
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        msg = f"{node_dir}: cannot open as zarr ({error})"
-        raise SourceError(msg) from error
+        # The reader's checks: not zarr, an incomplete conversion, unreadable, corrupt metadata.
+        node_dir, node = open_zarr_node(path)
+    except StoreReadError as error:
+        raise SourceError(str(error)) from error
     name = node_dir.name.removesuffix(".zarr")
     if isinstance(node, zarr.Array):
         return OpenSource(
@@ -171,6 +167,8 @@ def _open_zarr(path: Path) -> OpenSource:
         "translate": multiscale.translations[0],
         "units": tuple(valid_unit(axis) for axis in multiscale.axes),
     }
+    if "image-label" in ome:
+        options["label"] = True  # re-tiled labels keep nearest-neighbour levels and their kind
     if multiscale.channels:
         options["channel_names"] = tuple(
             c.label or f"c{i}" for i, c in enumerate(multiscale.channels)

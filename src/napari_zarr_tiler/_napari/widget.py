@@ -26,9 +26,10 @@ from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..compression import COMPRESSORS, DEFAULT_LEVELS
-from ..conversion import ConversionResult, Progress, convert, plan_conversion
+from ..compression import COMPRESSORS, DEFAULT_LEVELS, LEVEL_RANGES
+from ..conversion import ConversionResult, Progress, channels_first_shape, convert, plan_conversion
 from ..errors import ConversionCancelled, ZarrTilerError
+from ..option_text import parse_levels, parse_shape
 from .layer_metadata import conversion_options, level_zero
 
 if TYPE_CHECKING:
@@ -42,31 +43,6 @@ class _Failed:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
-
-
-def parse_shape(text: str, *, name: str) -> int | tuple[int, ...] | None:
-    """Parse "512" or "1, 512, 512" (or "" for None) as typed in the widget."""
-    text = text.strip()
-    if not text or text.lower() == "none":
-        return None
-    try:
-        values = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError as error:
-        msg = f"{name} must be a number or comma-separated numbers, got {text!r}"
-        raise ValueError(msg) from error
-    return values[0] if len(values) == 1 else values
-
-
-def parse_levels(text: str) -> int | str:
-    """Parse "auto" or a positive integer."""
-    text = text.strip().lower()
-    if text in ("", "auto"):
-        return "auto"
-    try:
-        return int(text)
-    except ValueError as error:
-        msg = f"levels must be 'auto' or a number, got {text!r}"
-        raise ValueError(msg) from error
 
 
 class ConvertWidget(Container):
@@ -145,6 +121,8 @@ class ConvertWidget(Container):
 
     def _compressor_changed(self, name: str) -> None:
         self.clevel.enabled = name != "none"
+        if name != "none":
+            self.clevel.min, self.clevel.max = max(LEVEL_RANGES[name][0], 0), LEVEL_RANGES[name][1]
         self.clevel.value = DEFAULT_LEVELS[name]
 
     def _options(self) -> dict[str, Any]:
@@ -164,11 +142,7 @@ class ConvertWidget(Container):
         data = layer.data[0] if layer.multiscale else layer.data
         shape = tuple(data.shape)
         if getattr(layer, "rgb", False):
-            shape = (
-                (shape[-1], *shape[:-1])
-                if len(shape) <= 4
-                else (shape[0], shape[-1], *shape[1:-1])
-            )
+            shape = channels_first_shape(shape)
         return plan_conversion(shape, data.dtype, **self._options())
 
     def _update_info(self, _event: Any = None) -> None:
