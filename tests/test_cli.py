@@ -102,6 +102,8 @@ def test_convert_plain_tiffs(
     )
     assert "wrote" in result.stderr
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+    # Uncompressed strips are memory-mapped (a region reads its own bytes, not whole strips).
+    assert ("memory-mapped" in result.stderr) == (kind == "stripped")
     group = zarr.open_group(str(dest), mode="r")
     np.testing.assert_array_equal(group["0"][...], image)
     assert group["0"].chunks == (256, 256)

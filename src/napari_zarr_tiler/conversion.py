@@ -285,6 +285,15 @@ def plan_conversion(
     ):
         depth += 1
     region_yx = (unit_yx[0] * 2**depth, unit_yx[1] * 2**depth)
+    if n_levels == 1:
+        # No pyramid to align: regions of several whole units, up to the budget, keep the
+        # per-region overhead small.
+        while region_yx[0] * region_yx[
+            1
+        ] * 4 * other * resolved_dtype.itemsize <= REGION_BYTES and (
+            region_yx[0] < shape[-2] or region_yx[1] < shape[-1]
+        ):
+            region_yx = (region_yx[0] * 2, region_yx[1] * 2)
     return ConversionPlan(
         shape=shape,
         dtype=resolved_dtype,

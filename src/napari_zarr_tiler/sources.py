@@ -221,8 +221,14 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
             msg = f"{path}: no series {series_index}; the TIFF holds series {available or 'none'}"
             raise SourceError(msg)
         series = tiff.series[series_index]
-        store = series.aszarr(level=0)
-        array = zarr.open(store, mode="r")
+        closers: list[Any] = [tiff]
+        array = _memory_map(path, series_index, series)
+        if array is None:
+            # Compressed or scattered data: tifffile's zarr interface decodes the tiles or strips
+            # a region needs, lazily.
+            store = series.aszarr(level=0)
+            closers.insert(0, store)
+            array = zarr.open(store, mode="r")
     except SourceError:
         tiff.close()
         raise
@@ -241,6 +247,28 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     options["rgb"] = rgb
     description = (
         f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of {len(tiff.series)}, axes {axes}, {series.shape} "
-        f"{series.dtype}, {len(series.levels)} level(s), read in blocks of {array.chunks}"
+        f"{series.dtype}, {len(series.levels)} level(s), "
+        + (
+            "memory-mapped"
+            if isinstance(array, np.memmap)
+            else f"read in blocks of {array.chunks}"
+        )
     )
-    return OpenSource(array, options, description, [store, tiff])
+    return OpenSource(array, options, description, closers)
+
+
+def _memory_map(path: Path, series_index: int, series: Any) -> np.memmap | None:
+    """Uncompressed, contiguous image data as a memory map, else None.
+
+    A region then reads exactly its own bytes. Through the zarr interface each region of a
+    stripped file would decode every full-width strip it touches: tens of times the file on wide
+    images, and strips held in memory.
+    """
+    import tifffile
+
+    if series.dataoffset is None:
+        return None
+    try:
+        return tifffile.memmap(path, series=series_index, mode="r")
+    except (ValueError, OSError, tifffile.TiffFileError):
+        return None
