@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -421,3 +422,35 @@ def test_an_incomplete_conversion_is_refused_as_a_source(tmp_path: Path, big_tif
     process.communicate(timeout=60)
     result = run("convert", str(staging_path(dest)), str(tmp_path / "copy.zarr"))
     assert_one_line_error(result, "incomplete conversion")
+
+
+def test_memory_mapped_tiff_pages_are_released_after_each_read(tmp_path: Path) -> None:
+    """Reading a 200 MB uncompressed stripped TIFF region by region keeps the process small."""
+    path = tmp_path / "stripped.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(
+            (np.full((512, 10240), row, dtype=np.uint16) for row in range(20)),
+            shape=(10240, 10240),
+            dtype=np.uint16,
+            rowsperstrip=512,
+        )
+    script = textwrap.dedent(
+        f"""
+        from napari_zarr_tiler.sources import ReleasingMemoryMap, SourceSpec
+        array = SourceSpec({str(path)!r}).open().array
+        assert isinstance(array, ReleasingMemoryMap)
+        total = 0
+        for y in range(0, 10240, 2048):
+            for x in range(0, 10240, 2048):
+                total += int(array[y : y + 2048, x : x + 2048][0, 0])
+        status = open("/proc/self/status").read()
+        print(total, int(status.split("VmHWM:")[1].split()[0]) // 1024)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    total, peak_mb = map(int, result.stdout.split())
+    assert total == sum(range(0, 20, 4)) * 5  # the right rows were read
+    assert peak_mb < 200, f"peak {peak_mb} MB after reading a 200 MB file"

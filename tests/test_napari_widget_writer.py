@@ -23,6 +23,19 @@ def viewer_with_slide(make_napari_viewer, small_image: np.ndarray):
     return viewer
 
 
+def run_widget(widget: ConvertWidget, qtbot, output: Path, *, overwrite: bool) -> list[str]:
+    """Start a conversion to ``output``, wait for the worker, return the notifications it raised."""
+    from napari.utils.notifications import notification_manager
+
+    widget.output.value = output
+    widget.overwrite.value = overwrite
+    before = len(notification_manager.records)
+    widget.start()
+    with qtbot.waitSignal(widget.worker.finished, timeout=30_000):
+        pass
+    return [str(n.message) for n in notification_manager.records[before:]]
+
+
 def test_widget_is_contributed(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-zarr-tiler", "Convert to zarr")
@@ -110,13 +123,7 @@ def test_widget_reports_bad_input_as_notification(
     dest = tmp_path / "exists.zarr"
     dest.mkdir()
     (dest / "notes.txt").write_text("keep me")
-    widget.output.value = dest
-    widget.overwrite.value = True
-    before = len(notification_manager.records)
-    widget.start()
-    with qtbot.waitSignal(widget.worker.finished, timeout=30_000):
-        pass
-    messages = [str(n.message) for n in notification_manager.records[before:]]
+    messages = run_widget(widget, qtbot, dest, overwrite=True)
     assert any("not a zarr store" in m for m in messages), messages
     assert (dest / "notes.txt").read_text() == "keep me"
     # Invalid parameters never start a worker.
@@ -152,7 +159,6 @@ def test_save_selected_layers_writes_ome_zarr(
 def test_widget_refuses_to_write_into_the_store_a_layer_was_read_from(
     make_napari_viewer, qtbot, tmp_path: Path, small_image
 ) -> None:
-    from napari.utils.notifications import notification_manager
 
     from napari_zarr_tiler import convert
 
@@ -164,12 +170,6 @@ def test_widget_refuses_to_write_into_the_store_a_layer_was_read_from(
     widget = ConvertWidget(viewer)
     widget.layer.value = layer
     for target in (store, store / "inside.zarr"):
-        widget.output.value = target
-        widget.overwrite.value = True
-        before = len(notification_manager.records)
-        widget.start()
-        with qtbot.waitSignal(widget.worker.finished, timeout=30_000):
-            pass
-        messages = [str(n.message) for n in notification_manager.records[before:]]
+        messages = run_widget(widget, qtbot, target, overwrite=True)
         assert any("inside the source" in m for m in messages), messages
     assert sorted(p.name for p in store.rglob("*")) == before_files

@@ -9,6 +9,7 @@ OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -250,14 +251,14 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         f"{series.dtype}, {len(series.levels)} level(s), "
         + (
             "memory-mapped"
-            if isinstance(array, np.memmap)
+            if isinstance(array, ReleasingMemoryMap)
             else f"read in blocks of {array.chunks}"
         )
     )
     return OpenSource(array, options, description, closers)
 
 
-def _memory_map(path: Path, series_index: int, series: Any) -> np.memmap | None:
+def _memory_map(path: Path, series_index: int, series: Any) -> ReleasingMemoryMap | None:
     """Uncompressed, contiguous image data as a memory map, else None.
 
     A region then reads exactly its own bytes. Through the zarr interface each region of a
@@ -269,6 +270,47 @@ def _memory_map(path: Path, series_index: int, series: Any) -> np.memmap | None:
     if series.dataoffset is None:
         return None
     try:
-        return tifffile.memmap(path, series=series_index, mode="r")
+        return ReleasingMemoryMap(tifffile.memmap(path, series=series_index, mode="r"))
     except (ValueError, OSError, tifffile.TiffFileError):
         return None
+
+
+class ReleasingMemoryMap:
+    """A read-only memory-mapped array whose pages are released from this process after each read.
+
+    Mapped file pages a process has touched count in its resident memory until unmapped; reading
+    a large file region by region would make the converter's RSS grow to the file's size (the
+    kernel can drop them, but RSS is what users and limits see). ``madvise(MADV_DONTNEED)`` on the
+    bytes a read touched gives them back at once; they stay in the page cache.
+    """
+
+    def __init__(self, mapped: np.memmap) -> None:
+        self.mapped = mapped
+        self.shape = mapped.shape
+        self.dtype = mapped.dtype
+        self.ndim = mapped.ndim
+        self.filename = mapped.filename
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        view = self.mapped[key]
+        block = np.array(view)  # a copy: the pages can go
+        self._release(view)
+        return block
+
+    def _release(self, view: np.ndarray) -> None:
+        handle = getattr(self.mapped, "_mmap", None)
+        if handle is None or view.size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        base = self.mapped.ctypes.data - self.mapped.offset % mmap.ALLOCATIONGRANULARITY
+        first = view.ctypes.data - base
+        last_index = tuple(s - 1 for s in view.shape)
+        last = (
+            first
+            + sum(i * st for i, st in zip(last_index, view.strides, strict=True))
+            + view.itemsize
+        )
+        page = mmap.PAGESIZE
+        start = first // page * page
+        length = min(-(-last // page) * page, len(handle)) - start
+        if length > 0:
+            handle.madvise(mmap.MADV_DONTNEED, start, length)
