@@ -9,9 +9,10 @@ OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
 from __future__ import annotations
 
 import functools
-import mmap
+import math
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,8 +224,10 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
             raise SourceError(msg)
         series = tiff.series[series_index]
         closers: list[Any] = [tiff]
-        array = _memory_map(path, series_index, series)
-        if array is None:
+        array = _contiguous_file_array(path, tiff, series)
+        if array is not None:
+            closers.insert(0, array)
+        else:
             # Compressed or scattered data: tifffile's zarr interface decodes the tiles or strips
             # a region needs, lazily.
             store = series.aszarr(level=0)
@@ -250,67 +253,119 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of {len(tiff.series)}, axes {axes}, {series.shape} "
         f"{series.dtype}, {len(series.levels)} level(s), "
         + (
-            "memory-mapped"
-            if isinstance(array, ReleasingMemoryMap)
+            "read directly (uncompressed)"
+            if isinstance(array, ContiguousFileArray)
             else f"read in blocks of {array.chunks}"
         )
     )
     return OpenSource(array, options, description, closers)
 
 
-def _memory_map(path: Path, series_index: int, series: Any) -> ReleasingMemoryMap | None:
-    """Uncompressed, contiguous image data as a memory map, else None.
+def _contiguous_file_array(path: Path, tiff: Any, series: Any) -> ContiguousFileArray | None:
+    """Uncompressed, contiguous image data read with positioned reads, else None.
 
     A region then reads exactly its own bytes. Through the zarr interface each region of a
     stripped file would decode every full-width strip it touches: tens of times the file on wide
-    images, and strips held in memory.
+    images, and strips held in memory. (A memory map would be as fast, but every page it touches,
+    and the pages the kernel maps around them, count in the converter's resident memory.)
     """
-    import tifffile
-
     if series.dataoffset is None:
         return None
-    try:
-        return ReleasingMemoryMap(tifffile.memmap(path, series=series_index, mode="r"))
-    except (ValueError, OSError, tifffile.TiffFileError):
-        return None
+    dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
+    needed = series.dataoffset + math.prod(series.shape) * dtype.itemsize
+    if path.stat().st_size < needed:
+        return None  # truncated: the zarr interface reports it on the region that is missing
+    return ContiguousFileArray(path, series.dataoffset, tuple(series.shape), dtype)
 
 
-class ReleasingMemoryMap:
-    """A read-only memory-mapped array whose pages are released from this process after each read.
+class ContiguousFileArray:
+    """A C-ordered array stored contiguously in a file, read region by region with ``preadv``.
 
-    Mapped file pages a process has touched count in its resident memory until unmapped; reading
-    a large file region by region would make the converter's RSS grow to the file's size (the
-    kernel can drop them, but RSS is what users and limits see). ``madvise(MADV_DONTNEED)`` on the
-    bytes a read touched gives them back at once; they stay in the page cache.
+    Supports the indexing the converter uses: integers and unit-step slices. Each read makes one
+    system call per contiguous run of bytes and copies nothing twice; no page stays mapped.
     """
 
-    def __init__(self, mapped: np.memmap) -> None:
-        self.mapped = mapped
-        self.shape = mapped.shape
-        self.dtype = mapped.dtype
-        self.ndim = mapped.ndim
-        self.filename = mapped.filename
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.filename = str(path)
+        self.offset = offset
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_fd"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _descriptor(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.filename, os.O_RDONLY)
+            return self._fd
+
+    def close(self) -> None:
+        """Close the file (it is opened again on the next read)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        view = self.mapped[key]
-        block = np.array(view)  # a copy: the pages can go
-        self._release(view)
-        return block
+        key = key if isinstance(key, tuple) else (key,)
+        if any(item is Ellipsis for item in key):
+            position = key.index(Ellipsis)
+            key = (
+                key[:position] + (slice(None),) * (self.ndim - len(key) + 1) + key[position + 1 :]
+            )
+        key = key + (slice(None),) * (self.ndim - len(key))
+        starts, stops, squeeze = [], [], []
+        for axis, (item, size) in enumerate(zip(key, self.shape, strict=True)):
+            if isinstance(item, slice):
+                start, stop, step = item.indices(size)
+                if step != 1:
+                    msg = "only unit-step slices are supported"
+                    raise IndexError(msg)
+                starts.append(start)
+                stops.append(max(stop, start))
+            else:
+                index = int(item) + (size if int(item) < 0 else 0)
+                if not 0 <= index < size:
+                    msg = f"index {item} is out of bounds for axis {axis} with size {size}"
+                    raise IndexError(msg)
+                starts.append(index)
+                stops.append(index + 1)
+                squeeze.append(axis)
+        extents = [b - a for a, b in zip(starts, stops, strict=True)]
+        out = np.empty(extents, dtype=self.dtype)
+        if out.size:
+            self._read_into(out, starts, extents)
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
 
-    def _release(self, view: np.ndarray) -> None:
-        handle = getattr(self.mapped, "_mmap", None)
-        if handle is None or view.size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        base = self.mapped.ctypes.data - self.mapped.offset % mmap.ALLOCATIONGRANULARITY
-        first = view.ctypes.data - base
-        last_index = tuple(s - 1 for s in view.shape)
-        last = (
-            first
-            + sum(i * st for i, st in zip(last_index, view.strides, strict=True))
-            + view.itemsize
-        )
-        page = mmap.PAGESIZE
-        start = first // page * page
-        length = min(-(-last // page) * page, len(handle)) - start
-        if length > 0:
-            handle.madvise(mmap.MADV_DONTNEED, start, length)
+    def _read_into(self, out: np.ndarray, starts: list[int], extents: list[int]) -> None:
+        # Trailing axes read whole merge with the axis before them into one contiguous run.
+        run_axis = self.ndim - 1
+        while run_axis > 0 and extents[run_axis] == self.shape[run_axis]:
+            run_axis -= 1
+        itemsize = self.dtype.itemsize
+        strides = [itemsize * math.prod(self.shape[axis + 1 :]) for axis in range(self.ndim)]
+        run_bytes = extents[run_axis] * strides[run_axis]
+        flat = memoryview(out.reshape(-1).view(np.uint8))
+        descriptor = self._descriptor()
+        position = 0
+        for index in np.ndindex(*extents[:run_axis]):
+            offset = self.offset + sum(
+                (start + i) * stride
+                for start, i, stride in zip(starts, index, strides, strict=False)
+            )
+            offset += starts[run_axis] * strides[run_axis]
+            done = os.preadv(descriptor, [flat[position : position + run_bytes]], offset)
+            if done != run_bytes:
+                msg = f"{self.filename}: the file ends before the image data does (truncated?)"
+                raise OSError(msg)
+            position += run_bytes
