@@ -360,20 +360,22 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
         ((300, 400, 3), {"photometric": "rgb"}),
         ((3, 200, 300), {"photometric": "minisblack", "planarconfig": "separate"}),
         ((2, 3, 50, 60), {"byteorder": ">", "metadata": {"axes": "ZCYX"}}),
+        ((700, 900), {"tile": (256, 256)}),
+        ((300, 500, 3), {"tile": (128, 128), "photometric": "rgb"}),
     ],
-    ids=["strips", "rgb", "channels", "big-endian-4d"],
+    ids=["strips", "rgb", "channels", "big-endian-4d", "tiles", "rgb-tiles"],
 )
-def test_uncompressed_tiff_reads_equal_tifffile(
+def test_uncompressed_tiff_reads_equal_tifffile(  # read by positioned reads, not zarr
     tmp_path: Path, shape: tuple[int, ...], options: dict
 ) -> None:
-    from napari_zarr_tiler.sources import ContiguousFileArray, SourceSpec
+    from napari_zarr_tiler.sources import ContiguousFileArray, SourceSpec, TiledFileArray
 
     rng = np.random.default_rng(3)
     data = rng.integers(0, 60000, size=shape, dtype=np.uint16)
     path = tmp_path / "raw.tif"
     tifffile.imwrite(path, data, **options)
     array = SourceSpec(str(path)).open().array
-    assert isinstance(array, ContiguousFileArray)
+    assert isinstance(array, ContiguousFileArray | TiledFileArray)
     np.testing.assert_array_equal(array[...], data)
     lead = (0,) * (len(shape) - 2)
     window = (

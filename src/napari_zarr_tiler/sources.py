@@ -224,7 +224,9 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
             raise SourceError(msg)
         series = tiff.series[series_index]
         closers: list[Any] = [tiff]
-        array = _contiguous_file_array(path, tiff, series)
+        array = _contiguous_file_array(path, tiff, series) or _uncompressed_tiles(
+            path, tiff, series
+        )
         if array is not None:
             closers.insert(0, array)
         else:
@@ -254,7 +256,7 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         f"{series.dtype}, {len(series.levels)} level(s), "
         + (
             "read directly (uncompressed)"
-            if isinstance(array, ContiguousFileArray)
+            if isinstance(array, _PositionedReads)
             else f"read in blocks of {array.chunks}"
         )
     )
@@ -278,19 +280,48 @@ def _contiguous_file_array(path: Path, tiff: Any, series: Any) -> ContiguousFile
     return ContiguousFileArray(path, series.dataoffset, tuple(series.shape), dtype)
 
 
-class ContiguousFileArray:
-    """A C-ordered array stored contiguously in a file, read region by region with ``preadv``.
+def basic_index(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
+    """Starts, stops and integer-indexed axes of a basic index (ints, unit-step slices, ``...``).
 
-    Supports the indexing the converter uses: integers and unit-step slices. Each read makes one
-    system call per contiguous run of bytes and copies nothing twice; no page stays mapped.
+    Raises
+    ------
+    IndexError
+        For steps other than 1, out-of-bounds integers and other index types.
     """
+    ndim = len(shape)
+    key = key if isinstance(key, tuple) else (key,)
+    if any(item is Ellipsis for item in key):
+        position = key.index(Ellipsis)
+        key = key[:position] + (slice(None),) * (ndim - len(key) + 1) + key[position + 1 :]
+    key = key + (slice(None),) * (ndim - len(key))
+    starts, stops, squeeze = [], [], []
+    for axis, (item, size) in enumerate(zip(key, shape, strict=True)):
+        if isinstance(item, slice):
+            start, stop, step = item.indices(size)
+            if step != 1:
+                msg = "only unit-step slices are supported"
+                raise IndexError(msg)
+            starts.append(start)
+            stops.append(max(stop, start))
+        elif isinstance(item, int | np.integer):
+            index = int(item) + (size if int(item) < 0 else 0)
+            if not 0 <= index < size:
+                msg = f"index {item} is out of bounds for axis {axis} with size {size}"
+                raise IndexError(msg)
+            starts.append(index)
+            stops.append(index + 1)
+            squeeze.append(axis)
+        else:
+            msg = f"unsupported index {item!r}"
+            raise IndexError(msg)
+    return starts, stops, squeeze
 
-    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+
+class _PositionedReads:
+    """A file opened lazily for ``preadv`` (re-opened after pickling, e.g. in a dask worker)."""
+
+    def __init__(self, path: Path) -> None:
         self.filename = str(path)
-        self.offset = offset
-        self.shape = shape
-        self.dtype = np.dtype(dtype)
-        self.ndim = len(shape)
         self._fd: int | None = None
         self._lock = threading.Lock()
 
@@ -303,11 +334,15 @@ class ContiguousFileArray:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def _descriptor(self) -> int:
+    def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` from ``offset``, or raise OSError if the file ends first."""
         with self._lock:
             if self._fd is None:
                 self._fd = os.open(self.filename, os.O_RDONLY)
-            return self._fd
+            descriptor = self._fd
+        if os.preadv(descriptor, [buffer], offset) != len(buffer):
+            msg = f"{self.filename}: the file ends before the image data does (truncated?)"
+            raise OSError(msg)
 
     def close(self) -> None:
         """Close the file (it is opened again on the next read)."""
@@ -316,31 +351,23 @@ class ContiguousFileArray:
                 os.close(self._fd)
                 self._fd = None
 
+
+class ContiguousFileArray(_PositionedReads):
+    """A C-ordered array stored contiguously in a file, read region by region with ``preadv``.
+
+    Supports the indexing the converter uses: integers and unit-step slices. Each read makes one
+    system call per contiguous run of bytes and copies nothing twice; no page stays mapped.
+    """
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        super().__init__(path)
+        self.offset = offset
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+
     def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if any(item is Ellipsis for item in key):
-            position = key.index(Ellipsis)
-            key = (
-                key[:position] + (slice(None),) * (self.ndim - len(key) + 1) + key[position + 1 :]
-            )
-        key = key + (slice(None),) * (self.ndim - len(key))
-        starts, stops, squeeze = [], [], []
-        for axis, (item, size) in enumerate(zip(key, self.shape, strict=True)):
-            if isinstance(item, slice):
-                start, stop, step = item.indices(size)
-                if step != 1:
-                    msg = "only unit-step slices are supported"
-                    raise IndexError(msg)
-                starts.append(start)
-                stops.append(max(stop, start))
-            else:
-                index = int(item) + (size if int(item) < 0 else 0)
-                if not 0 <= index < size:
-                    msg = f"index {item} is out of bounds for axis {axis} with size {size}"
-                    raise IndexError(msg)
-                starts.append(index)
-                stops.append(index + 1)
-                squeeze.append(axis)
+        starts, stops, squeeze = basic_index(key, self.shape)
         extents = [b - a for a, b in zip(starts, stops, strict=True)]
         out = np.empty(extents, dtype=self.dtype)
         if out.size:
@@ -356,7 +383,6 @@ class ContiguousFileArray:
         strides = [itemsize * math.prod(self.shape[axis + 1 :]) for axis in range(self.ndim)]
         run_bytes = extents[run_axis] * strides[run_axis]
         flat = memoryview(out.reshape(-1).view(np.uint8))
-        descriptor = self._descriptor()
         position = 0
         for index in np.ndindex(*extents[:run_axis]):
             offset = self.offset + sum(
@@ -364,8 +390,80 @@ class ContiguousFileArray:
                 for start, i, stride in zip(starts, index, strides, strict=False)
             )
             offset += starts[run_axis] * strides[run_axis]
-            done = os.preadv(descriptor, [flat[position : position + run_bytes]], offset)
-            if done != run_bytes:
-                msg = f"{self.filename}: the file ends before the image data does (truncated?)"
-                raise OSError(msg)
+            self.read_into(flat[position : position + run_bytes], offset)
             position += run_bytes
+
+
+def _uncompressed_tiles(path: Path, tiff: Any, series: Any) -> TiledFileArray | None:
+    """A single-page, uncompressed, tiled image read tile by tile with ``preadv``, else None."""
+    pages = series.pages
+    if len(pages) != 1 or pages[0] is None:
+        return None
+    page = pages[0]
+    if not (
+        page.is_tiled and page.compression == 1 and page.imagedepth == 1 and page.predictor == 1
+    ):
+        return None
+    samples = page.samplesperpixel
+    if samples > 1 and page.planarconfig != 1:
+        return None
+    dtype = np.dtype(series.dtype).newbyteorder(tiff.byteorder)
+    shape = tuple(series.shape)
+    if shape not in (
+        (page.imagelength, page.imagewidth),
+        (page.imagelength, page.imagewidth, samples),
+    ):
+        return None
+    tile = (page.tilelength, page.tilewidth)
+    tile_bytes = tile[0] * tile[1] * samples * dtype.itemsize
+    if page.bitspersample != dtype.itemsize * 8 or any(
+        n != tile_bytes for n in page.databytecounts
+    ):
+        return None
+    if path.stat().st_size < max(page.dataoffsets) + tile_bytes:
+        return None  # truncated: the zarr interface reports it on the region that is missing
+    return TiledFileArray(path, tuple(page.dataoffsets), shape, tile, samples, dtype)
+
+
+class TiledFileArray(_PositionedReads):
+    """An uncompressed tiled image (Y, X[, samples]) read tile by tile with ``preadv``.
+
+    Reads bypass zarr's event loop (which the writer needs) and copy each tile's overlap once.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        offsets: tuple[int, ...],
+        shape: tuple[int, ...],
+        tile: tuple[int, int],
+        samples: int,
+        dtype: np.dtype,
+    ) -> None:
+        super().__init__(path)
+        self.offsets = offsets
+        self.shape = shape
+        self.tile = tile
+        self.samples = samples
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self.tiles_across = math.ceil(shape[1] / tile[1])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        starts, stops, squeeze = basic_index(key, self.shape)
+        (y0, x0), (y1, x1) = starts[:2], stops[:2]
+        out = np.empty((y1 - y0, x1 - x0, self.samples), dtype=self.dtype)
+        tile_y, tile_x = self.tile
+        buffer = np.empty((tile_y, tile_x, self.samples), dtype=self.dtype)
+        view = memoryview(buffer.reshape(-1).view(np.uint8))
+        for row in range(y0 // tile_y, -(-y1 // tile_y) if y1 > y0 else y0 // tile_y):
+            for column in range(x0 // tile_x, -(-x1 // tile_x) if x1 > x0 else x0 // tile_x):
+                self.read_into(view, self.offsets[row * self.tiles_across + column])
+                top, left = row * tile_y, column * tile_x
+                ys = slice(max(y0, top), min(y1, top + tile_y))
+                xs = slice(max(x0, left), min(x1, left + tile_x))
+                out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = buffer[
+                    ys.start - top : ys.stop - top, xs.start - left : xs.stop - left
+                ]
+        out = out[..., 0] if self.ndim == 2 else out[..., starts[2] : stops[2]]
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
