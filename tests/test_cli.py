@@ -359,7 +359,10 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
         ((700, 900), {"rowsperstrip": 33}),
         ((300, 400, 3), {"photometric": "rgb"}),
         ((3, 200, 300), {"photometric": "minisblack", "planarconfig": "separate"}),
-        ((2, 3, 50, 60), {"byteorder": ">", "metadata": {"axes": "ZCYX"}}),
+        (
+            (2, 3, 50, 60),
+            {"byteorder": ">", "photometric": "minisblack", "metadata": {"axes": "ZCYX"}},
+        ),
         ((700, 900), {"tile": (256, 256)}),
         ((300, 500, 3), {"tile": (128, 128), "photometric": "rgb"}),
     ],
