@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 LOAD_LIMIT = 1.5
 
@@ -59,3 +60,47 @@ def versions(names: Iterable[str]) -> dict[str, str]:
 def dir_bytes(path: Path) -> int:
     """Bytes of all files below ``path``."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+#: tensorstore's spelling of the two codecs the benchmarks compare (uint16, byte shuffle for blosc).
+TENSORSTORE_CODECS = {
+    "zstd": {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
+    "blosc-lz4": {
+        "name": "blosc",
+        "configuration": {
+            "cname": "lz4",
+            "clevel": 5,
+            "shuffle": "shuffle",
+            "typesize": 2,
+            "blocksize": 0,
+        },
+    },
+}
+
+
+def open_tensorstore_level0(path: Path, shape: tuple[int, ...], codec: str, chunk: int) -> Any:
+    """A fresh uint16 zarr v3 array written by tensorstore: the ceiling the benchmarks compare to."""
+    import tensorstore as ts
+
+    return ts.open(
+        {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(path)},
+            "metadata": {
+                "shape": list(shape),
+                "data_type": "uint16",
+                "chunk_grid": {
+                    "name": "regular",
+                    "configuration": {"chunk_shape": [chunk, chunk]},
+                },
+                "chunk_key_encoding": {"name": "default"},
+                "codecs": [
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    TENSORSTORE_CODECS[codec],
+                ],
+                "fill_value": 0,
+            },
+            "create": True,
+            "delete_existing": True,
+        }
+    ).result()

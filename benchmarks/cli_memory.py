@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import dir_bytes, log, versions, wait_for_quiet
+from _machine import dir_bytes, log, open_tensorstore_level0, versions, wait_for_quiet
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data" / "cli_memory"
@@ -77,21 +77,10 @@ CODECS: dict[str, dict[str, Any]] = {
     "blosc-lz4": {
         "args": ["--compressor", "blosc-lz4"],
         "label": "blosc-lz4 (clevel 5, shuffle)",
-        "ts": {
-            "name": "blosc",
-            "configuration": {
-                "cname": "lz4",
-                "clevel": 5,
-                "shuffle": "shuffle",
-                "typesize": 2,
-                "blocksize": 0,
-            },
-        },
     },
     "zstd": {
         "args": ["--compressor", "zstd", "--clevel", "3"],
         "label": "zstd level 3",
-        "ts": {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
     },
 }
 
@@ -275,34 +264,11 @@ def tifffile_read_mb_s(case: Case, max_wait: float) -> float:
 
 def tensorstore_mb_s(slab: np.ndarray, codec: str, scratch: Path, max_wait: float) -> float:
     """Best of 2: tensorstore zarr3 writing ``slab`` as level 0 (512 x 512 chunks)."""
-    import tensorstore as ts
-
     best = math.inf
     for _ in range(2):
         if scratch.exists():
             shutil.rmtree(scratch)
-        store = ts.open(
-            {
-                "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": str(scratch)},
-                "metadata": {
-                    "shape": list(slab.shape),
-                    "data_type": "uint16",
-                    "chunk_grid": {
-                        "name": "regular",
-                        "configuration": {"chunk_shape": [CHUNK, CHUNK]},
-                    },
-                    "chunk_key_encoding": {"name": "default"},
-                    "codecs": [
-                        {"name": "bytes", "configuration": {"endian": "little"}},
-                        CODECS[codec]["ts"],
-                    ],
-                    "fill_value": 0,
-                },
-                "create": True,
-                "delete_existing": True,
-            }
-        ).result()
+        store = open_tensorstore_level0(scratch, slab.shape, codec, CHUNK)
         wait_for_quiet(max_wait, quiet_cpu_percent=IDLE_CPU_PERCENT)
         started = time.perf_counter()
         store.write(slab).result()

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import dir_bytes, log, versions, wait_for_quiet
+from _machine import dir_bytes, log, open_tensorstore_level0, versions, wait_for_quiet
 
 TILE = 2048
 CHUNK = 512
@@ -268,42 +268,7 @@ def write_ngff_zarr(image: np.ndarray, path: Path, codec: str) -> None:
 
 
 def write_tensorstore(image: np.ndarray, path: Path, codec: str) -> None:
-    import tensorstore as ts
-
-    compressor = (
-        {"name": "zstd", "configuration": {"level": 3, "checksum": False}}
-        if codec == "zstd"
-        else {
-            "name": "blosc",
-            "configuration": {
-                "cname": "lz4",
-                "clevel": 5,
-                "shuffle": "shuffle",
-                "typesize": 2,
-                "blocksize": 0,
-            },
-        }
-    )
-    store = ts.open(
-        {
-            "driver": "zarr3",
-            "kvstore": {"driver": "file", "path": str(path)},
-            "metadata": {
-                "shape": list(image.shape),
-                "data_type": "uint16",
-                "chunk_grid": {
-                    "name": "regular",
-                    "configuration": {"chunk_shape": [CHUNK, CHUNK]},
-                },
-                "chunk_key_encoding": {"name": "default"},
-                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, compressor],
-                "fill_value": 0,
-            },
-            "create": True,
-            "delete_existing": True,
-        }
-    ).result()
-    store.write(image).result()
+    open_tensorstore_level0(path, image.shape, codec, CHUNK).write(image).result()
 
 
 def write_ours(image: Any, path: Path, codec: str) -> dict[str, Any]:

@@ -23,16 +23,18 @@ def small_image() -> np.ndarray:
     return synthetic_slide(256, dtype="uint16", seed=1)
 
 
-def downsample_mean(image: np.ndarray) -> np.ndarray:
-    """2x2 mean on the last two axes (reference implementation for tests)."""
-    height, width = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
-    trimmed = image[..., :height, :width].astype(np.float64)
+def reference_mean(image: np.ndarray) -> np.ndarray:
+    """2x2 mean rounding half up, odd edges averaged with themselves (independent reference)."""
+    pad = [(0, 0)] * (image.ndim - 2) + [(0, image.shape[-2] % 2), (0, image.shape[-1] % 2)]
+    padded = np.pad(image, pad, mode="edge").astype(np.float64)
     mean = (
-        trimmed[..., ::2, ::2]
-        + trimmed[..., 1::2, ::2]
-        + trimmed[..., ::2, 1::2]
-        + trimmed[..., 1::2, 1::2]
+        padded[..., ::2, ::2]
+        + padded[..., 1::2, ::2]
+        + padded[..., ::2, 1::2]
+        + padded[..., 1::2, 1::2]
     ) / 4
+    if np.dtype(image.dtype).kind in "iu":
+        return np.floor(mean + 0.5).astype(image.dtype)
     return mean.astype(image.dtype)
 
 
@@ -124,8 +126,8 @@ def ome_pyramid(tmp_path: Path, small_image: np.ndarray, request: pytest.Fixture
     version = getattr(request, "param", "0.5")
     levels = [
         small_image,
-        downsample_mean(small_image),
-        downsample_mean(downsample_mean(small_image)),
+        reference_mean(small_image),
+        reference_mean(reference_mean(small_image)),
     ]
     path = tmp_path / f"image_{version}.zarr"
     write_ome_image(

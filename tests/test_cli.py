@@ -237,6 +237,14 @@ def _wait_for_journal(dest: Path, regions: int, process: subprocess.Popen[str]) 
     pytest.fail("the conversion wrote no region in time")
 
 
+def _killed_conversion(src: Path, dest: Path, *, after_regions: int) -> None:
+    """Start the slow conversion and SIGKILL it once the journal lists ``after_regions``+ regions."""
+    process = _start_slow_conversion(src, dest)
+    _wait_for_journal(dest, after_regions, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def big_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.tif"
@@ -301,10 +309,7 @@ def test_interrupt_then_resume_gives_the_same_store(
 
 def test_resume_refuses_other_options(tmp_path: Path, big_tiff: Path) -> None:
     dest = tmp_path / "out.zarr"
-    process = _start_slow_conversion(big_tiff, dest)
-    _wait_for_journal(dest, 1, process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    _killed_conversion(big_tiff, dest, after_regions=1)
     result = run("convert", str(big_tiff), str(dest), "--chunks", "512", "--resume")
     assert_one_line_error(result, "started with other options")
 
@@ -341,10 +346,7 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
     from napari_zarr_tiler.errors import StoreReadError
 
     dest = tmp_path / "out.zarr"
-    process = _start_slow_conversion(big_tiff, dest)
-    _wait_for_journal(dest, 1, process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    _killed_conversion(big_tiff, dest, after_regions=1)
     partial = staging_path(dest)
     assert not dest.exists()
     for path in (partial, partial / "0"):
@@ -453,10 +455,7 @@ def test_retiling_a_label_image_keeps_it_a_label_image(tmp_path: Path) -> None:
 
 def test_an_incomplete_conversion_is_refused_as_a_source(tmp_path: Path, big_tiff: Path) -> None:
     dest = tmp_path / "out.zarr"
-    process = _start_slow_conversion(big_tiff, dest)
-    _wait_for_journal(dest, 1, process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    _killed_conversion(big_tiff, dest, after_regions=1)
     result = run("convert", str(staging_path(dest)), str(tmp_path / "copy.zarr"))
     assert_one_line_error(result, "incomplete conversion")
 

@@ -27,22 +27,7 @@ from napari_zarr_tiler.errors import (
 )
 from napari_zarr_tiler.pyramid import downsample_2x
 
-from .conftest import read_json
-
-
-def reference_mean(image: np.ndarray) -> np.ndarray:
-    """2x2 mean rounding half up, odd edges averaged with themselves (independent reference)."""
-    pad = [(0, 0)] * (image.ndim - 2) + [(0, image.shape[-2] % 2), (0, image.shape[-1] % 2)]
-    padded = np.pad(image, pad, mode="edge").astype(np.float64)
-    mean = (
-        padded[..., ::2, ::2]
-        + padded[..., 1::2, ::2]
-        + padded[..., ::2, 1::2]
-        + padded[..., 1::2, 1::2]
-    ) / 4
-    if np.dtype(image.dtype).kind in "iu":
-        return np.floor(mean + 0.5).astype(image.dtype)
-    return mean.astype(image.dtype)
+from .conftest import read_json, reference_mean
 
 
 @settings(

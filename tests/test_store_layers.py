@@ -16,7 +16,7 @@ from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import StoreReadError
 from napari_zarr_tiler.store_layers import find_zarr_node
 
-from .conftest import add_labels, corrupt_json, downsample_mean, write_ome_image
+from .conftest import add_labels, corrupt_json, reference_mean, write_ome_image
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
@@ -86,7 +86,7 @@ def test_ome_pyramid_with_labels(ome_pyramid: Path, small_image: np.ndarray) -> 
     assert image.kwargs["axis_labels"] == ("y", "x")
     assert image.kwargs["units"] == ("micrometer", "micrometer")
     # Contrast limits come from the smallest level, not from level 0.
-    smallest = downsample_mean(downsample_mean(small_image))
+    smallest = reference_mean(reference_mean(small_image))
     assert image.kwargs["contrast_limits"] == [float(smallest.min()), float(smallest.max())]
     np.testing.assert_array_equal(image.data[0].compute(), small_image)
     assert labels.layer_type == "labels"
@@ -169,7 +169,7 @@ def test_channels_split_with_omero_names_colours_and_windows(tmp_path: Path, ver
 def test_sharded_v3_pyramid_reads_like_any_other(tmp_path: Path, small_image: np.ndarray) -> None:
     path = tmp_path / "sharded.zarr"
     write_ome_image(
-        path, [small_image, downsample_mean(small_image)], chunks=(32, 32), shards=(128, 128)
+        path, [small_image, reference_mean(small_image)], chunks=(32, 32), shards=(128, 128)
     )
     assert "sharding_indexed" in (path / "0" / "zarr.json").read_text()
     layer = read_zarr(path).layers[0]
@@ -195,7 +195,7 @@ def test_bioformats2raw_collection_opens_each_series(
 def test_nothing_is_read_from_level_zero_on_open(tmp_path: Path, small_image: np.ndarray) -> None:
     """Corrupt every level-0 chunk: opening still works (it never decodes them); reading fails."""
     path = tmp_path / "lazy.zarr"
-    write_ome_image(path, [small_image, downsample_mean(small_image)])
+    write_ome_image(path, [small_image, reference_mean(small_image)])
     chunk_files = [p for p in (path / "0").rglob("*") if p.is_file() and p.name != "zarr.json"]
     assert chunk_files
     for chunk in chunk_files:

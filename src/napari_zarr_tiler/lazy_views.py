@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .basic_indexing import basic_index
+
 #: A plane with more pixels than this (or a side above the GL texture limit) gets strided views.
 LAZY_PYRAMID_MIN_PIXELS = 4096 * 4096
 MAX_TEXTURE_SIDE = 16384
@@ -93,32 +95,16 @@ class StridedView:
         self.ndim = len(self.shape)
         self.chunks = (*(1,) * (self.ndim - 2), VIEW_CHUNK_SIDE, VIEW_CHUNK_SIDE)
 
-    def _normalize(self, key: Any) -> tuple[Any, ...]:
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(item is Ellipsis for item in key):
-            position = key.index(Ellipsis)
-            fill = (slice(None),) * (self.ndim - len(key) + 1)
-            key = key[:position] + fill + key[position + 1 :]
-        return key + (slice(None),) * (self.ndim - len(key))
-
     def __getitem__(self, key: Any) -> np.ndarray:
-        key = self._normalize(key)
-        source_key: list[Any] = list(key[:-2])
+        starts, stops, squeeze = basic_index(key, self.shape)
+        source_key: list[slice] = [
+            slice(a, b) for a, b in zip(starts[:-2], stops[:-2], strict=True)
+        ]
         expand: list[np.ndarray] = []
-        squeeze: list[int] = []
-        for axis, item in enumerate(key[-2:]):
-            size = self.shape[self.ndim - 2 + axis]
-            if isinstance(item, slice):
-                start, stop, stride = item.indices(size)
-                if stride != 1:
-                    msg = "StridedView supports unit-step slices only"
-                    raise IndexError(msg)
-                wanted = np.arange(start, max(stop, start))
-            else:
-                wanted = np.array([int(item) % size])
-                squeeze.append(axis - 2)
-            samples = (wanted * self.factor) // self.step  # index of the sample each pixel shows
+        for start, stop in zip(starts[-2:], stops[-2:], strict=True):
+            samples = (
+                np.arange(start, stop) * self.factor
+            ) // self.step  # sample each pixel shows
             first = int(samples[0]) if samples.size else 0
             last = int(samples[-1]) if samples.size else -1
             source_key.append(slice(first * self.step, last * self.step + 1, self.step))
