@@ -111,6 +111,26 @@ def test_convert_plain_tiffs(
     assert len(group.attrs["ome"]["multiscales"][0]["datasets"]) == 5
 
 
+@pytest.mark.parametrize("kind", ["stripped", "tiled"])
+def test_converting_a_tiff_never_imports_dask(
+    tiffs: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    # dask.array (and the scipy it imports) cost ~0.25 s of every run's start-up.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from napari_zarr_tiler.cli import main
+        status = main(["convert", {str(tiffs[kind])!r}, {str(tmp_path / "out.zarr")!r}, "--quiet"])
+        print(status, "dask" in sys.modules, "scipy" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "False", "False"]
+
+
 def test_convert_ome_tiff_keeps_physical_sizes_and_channel_names(
     tiffs: dict[str, Path], image: np.ndarray, tmp_path: Path
 ) -> None:
@@ -312,6 +332,33 @@ def test_resume_refuses_other_options(tmp_path: Path, big_tiff: Path) -> None:
     _killed_conversion(big_tiff, dest, after_regions=1)
     result = run("convert", str(big_tiff), str(dest), "--chunks", "512", "--resume")
     assert_one_line_error(result, "started with other options")
+    # The refusal throws nothing away: the right command still resumes the partial store.
+    journal = staging_path(dest) / JOURNAL
+    assert journal.is_file()
+    regions_done = len(journal.read_text().splitlines()) - 1
+    assert regions_done >= 1
+    run("convert", str(big_tiff), str(dest), *SLOW_OPTIONS, "--resume", check=True)
+    assert (
+        zarr.open_group(str(dest), mode="r")["0"].shape
+        == tifffile.TiffFile(big_tiff).series[0].shape
+    )
+
+
+def test_direct_io_without_the_zarrs_pipeline_is_refused(
+    tmp_path: Path, tiffs: dict[str, Path]
+) -> None:
+    dest = tmp_path / "out.zarr"
+    result = subprocess.run(
+        [EXE, "convert", str(tiffs["stripped"]), str(dest), "--direct-io", "on"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "NAPARI_ZARR_TILER_PIPELINE": "default"},
+    )
+    assert_one_line_error(result, "direct I/O needs the zarrs codec pipeline")
+    assert not dest.exists()
+    assert not staging_path(dest).exists()
 
 
 def test_local_dask_cluster_writes_the_same_bytes(

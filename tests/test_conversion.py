@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from napari_zarr_tiler import convert, read_zarr
 from napari_zarr_tiler.conversion import plan_conversion
 from napari_zarr_tiler.destination import staging_path
+from napari_zarr_tiler.direct_io import available_memory_bytes, choose_direct_io
 from napari_zarr_tiler.errors import (
     ConversionCancelled,
     DestinationError,
@@ -466,3 +468,36 @@ def test_a_cluster_refuses_in_memory_numpy_sources(
 ) -> None:
     with pytest.raises(InvalidOptionError, match="workers can open"):
         convert(small_image, tmp_path / "x.zarr", scheduler="local")
+
+
+def _stored_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_direct_io_stores_the_same_bytes_as_buffered_writes(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    image = np.tile(small_image, (5, 7))  # 1280 x 1792: partial edge chunks, odd levels
+    buffered = convert(image, tmp_path / "buffered.zarr", chunks=256, name="x", direct_io=False)
+    direct = convert(image, tmp_path / "direct.zarr", chunks=256, name="x", direct_io=True)
+    assert buffered.extra["direct_io"] is False
+    assert direct.extra["direct_io"] is True
+    assert _stored_files(tmp_path / "direct.zarr") == _stored_files(tmp_path / "buffered.zarr")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "direct.zarr"))["0"][...], image)
+    assert not list(tmp_path.glob(".*"))  # no probe file or staging folder left behind
+
+
+def test_direct_io_is_chosen_for_outputs_large_against_free_memory(tmp_path: Path) -> None:
+    available = available_memory_bytes()
+    assert available is not None and available > 0
+    choose = functools.partial(choose_direct_io, None, staging=tmp_path, pipeline="zarrs")
+    assert choose(output_bytes=int(available), on_cluster=False) is True
+    assert choose(output_bytes=int(available * 0.1), on_cluster=False) is False
+    assert choose(output_bytes=int(available), on_cluster=True) is False  # workers' memory
+    with pytest.raises(InvalidOptionError, match="zarrs"):
+        choose_direct_io(
+            True, staging=tmp_path, output_bytes=1, pipeline="default", on_cluster=False
+        )
+    assert not list(tmp_path.iterdir())

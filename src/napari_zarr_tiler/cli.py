@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--resume", action="store_true", help="continue an interrupted conversion to DST"
     )
+    conv.add_argument(
+        "--direct-io",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="write chunks past the page cache (O_DIRECT); auto: for outputs larger than a "
+        "quarter of the available memory (default: auto)",
+    )
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -171,6 +178,7 @@ def _convert(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 scheduler=args.scheduler,
                 resume=args.resume,
+                direct_io={"auto": None, "on": True, "off": False}[args.direct_io],
                 progress=bar,
                 **options,
             )
@@ -181,8 +189,10 @@ def _convert(args: argparse.Namespace) -> int:
         source.close()
     if not args.quiet:
         rate = result.plan.nbytes / 1e6 / result.seconds if result.seconds else 0
+        direct = ", direct I/O" if result.extra.get("direct_io") else ""
         print(
-            f"{PROG}: wrote {result.path}: {result.plan.describe()} in {result.seconds:.1f} s ({rate:,.0f} MB/s)",
+            f"{PROG}: wrote {result.path}: {result.plan.describe()} in {result.seconds:.1f} s "
+            f"({rate:,.0f} MB/s{direct})",
             file=sys.stderr,
         )
     return 0

@@ -25,6 +25,7 @@ import zarr
 from . import ome_ngff
 from .compression import Compressor, compressor_codecs
 from .destination import abort_staging, begin_staging, check_destination, commit_staging
+from .direct_io import choose_direct_io
 from .errors import (
     ConversionError,
     DestinationError,
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .pyramid import Downsampling, auto_level_count, level_shapes, max_level_count
 from .region_writer import (
+    DIRECT_IO_SUFFIX,
     CancelArg,
     Journal,
     LevelReader,
@@ -43,6 +45,7 @@ from .region_writer import (
     codec_pipeline_name,
     dask_client,
     use_codec_pipeline,
+    with_direct_io,
 )
 from .sources import SourceSpec
 
@@ -285,6 +288,15 @@ def plan_conversion(
     ):
         depth += 1
     region_yx = (unit_yx[0] * 2**depth, unit_yx[1] * 2**depth)
+    if n_levels > 1:
+        # Then wider along X, still by whole regions' worth of units, up to the budget: fewer
+        # regions, longer rows per read (stripped sources) and larger batches for the codec
+        # pipeline measured ~7 % faster than square regions.
+        while (
+            region_yx[0] * region_yx[1] * 2 * other * resolved_dtype.itemsize <= REGION_BYTES
+            and region_yx[1] < shape[-1]
+        ):
+            region_yx = (region_yx[0], region_yx[1] * 2)
     if n_levels == 1:
         # No pyramid to align: regions of several whole units, up to the budget, keep the
         # per-region overhead small.
@@ -521,6 +533,7 @@ def convert(
     scheduler: str | None = None,
     resume: bool = False,
     source_paths: Sequence[str | os.PathLike[str]] = (),
+    direct_io: bool | None = None,
 ) -> ConversionResult:
     """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
 
@@ -582,7 +595,11 @@ def convert(
     resume : bool
         Continue an interrupted conversion to ``dest`` (same source and options), skipping the
         regions its journal lists as written. An interrupted run (Ctrl-C, SIGKILL) keeps its
-        partial store hidden beside ``dest`` for this.
+        partial store hidden beside ``dest`` for this; a resumed run that fails keeps it too.
+    direct_io : bool, optional
+        Write chunks past the page cache (``O_DIRECT``; Linux, zarrs pipeline). None (default)
+        does so when converting in this process an output larger than a quarter of the
+        available memory. The bytes stored are the same either way.
 
     Returns
     -------
@@ -646,6 +663,7 @@ def convert(
     pipeline = codec_pipeline_name()
     run_id = uuid.uuid4().hex
     fingerprint = {
+        "journal": 2,  # 2: regions verified by recomputing them (1 kept checksums)
         "source": src.describe(),
         "plan": [
             plan.level_shapes,
@@ -653,6 +671,7 @@ def convert(
             plan.level_shards,
             plan.zarr_format,
             plan.layout,
+            plan.region_yx,
         ],
         "codec": [compressor, clevel],
         "pipeline": pipeline,
@@ -660,6 +679,15 @@ def convert(
     }
     staging = begin_staging(dest_path, resume=resume)
     try:
+        direct = choose_direct_io(
+            direct_io,
+            staging=staging,
+            output_bytes=plan.nbytes,
+            pipeline=pipeline,
+            on_cluster=bool(scheduler),
+        )
+        # The fingerprint names the base pipeline: direct or buffered writes store the same bytes.
+        pipeline = with_direct_io(pipeline) if direct else pipeline
         with use_codec_pipeline(pipeline):
             level_paths = _create_arrays(staging, plan, codecs, axis_names, reuse=resume)
         journal = Journal(staging, fingerprint, resume=resume)
@@ -716,7 +744,10 @@ def convert(
         # Interrupted by the user: keep the partial store (hidden, marked incomplete) for resume.
         raise
     except BaseException as error:
-        abort_staging(staging)
+        if not resume:
+            # A resumed run keeps its partial store whatever happens (a typo in an option must
+            # not throw away hours of work); a fresh one leaves nothing behind.
+            abort_staging(staging)
         # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
         io_failure = isinstance(error, OSError) or (
             isinstance(error, RuntimeError) and "os error" in str(error)
@@ -726,11 +757,19 @@ def convert(
             reason = (
                 "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
             )
-            msg = f"{dest_path}: writing failed ({reason}); nothing was left behind"
+            kept = (
+                f"the partial store is kept at {staging} for --resume"
+                if resume
+                else "nothing was left behind"
+            )
+            msg = f"{dest_path}: writing failed ({reason}); {kept}"
             raise DestinationError(msg) from error
         raise
     return ConversionResult(
-        dest_path, plan, time.perf_counter() - started, {"codec_pipeline": pipeline}
+        dest_path,
+        plan,
+        time.perf_counter() - started,
+        {"codec_pipeline": pipeline.removesuffix(DIRECT_IO_SUFFIX), "direct_io": direct},
     )
 
 

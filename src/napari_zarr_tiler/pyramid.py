@@ -13,6 +13,9 @@ import numpy as np
 
 Downsampling = Literal["mean", "nearest"]
 
+#: Bytes of the wide temporaries of one slab of mean downsampling (cache-sized).
+_SLAB_BYTES = 1 << 20
+
 
 def level_shapes(shape: tuple[int, ...], n_levels: int) -> list[tuple[int, ...]]:
     """Shapes of ``n_levels`` levels, halving the last two axes (rounding up) each time."""
@@ -68,29 +71,40 @@ def _mean_of_quarters(corners: list[np.ndarray]) -> np.ndarray:
 def downsample_2x(block: np.ndarray, method: Downsampling = "mean") -> np.ndarray:
     """Halve the last two axes of ``block`` (rounding up), keeping its dtype.
 
-    ``"mean"`` averages each 2x2 square by four strided adds in a wider type (integers are
-    rounded half up; 64-bit integers through quotients and remainders, floats in float64);
-    ``"nearest"`` keeps its top-left pixel, which preserves label values.
+    ``"mean"`` averages each 2x2 square in a wider type: pairs of rows first, then pairs of
+    columns of those sums (integers are rounded half up; 64-bit integers through quotients and
+    remainders, floats in float64); ``"nearest"`` keeps its top-left pixel, which preserves label
+    values.
     """
     if method == "nearest":
         return np.ascontiguousarray(block[..., ::2, ::2])
     padded = _pad_even(block)
-    corners = [
-        padded[..., 0::2, 0::2],
-        padded[..., 1::2, 0::2],
-        padded[..., 0::2, 1::2],
-        padded[..., 1::2, 1::2],
-    ]
     if padded.dtype.kind in "ui" and padded.dtype.itemsize == 8:
+        corners = [
+            padded[..., 0::2, 0::2],
+            padded[..., 1::2, 0::2],
+            padded[..., 0::2, 1::2],
+            padded[..., 1::2, 1::2],
+        ]
         return _mean_of_quarters(corners).astype(padded.dtype)
     accumulator = _accumulator_dtype(padded.dtype)
-    total = corners[0].astype(accumulator)
-    for corner in corners[1:]:
-        total += corner
-    if padded.dtype.kind in "ui":
-        # (sum + 2) // 4, in place: the accumulator has room for four values plus 2.
-        total += 2
-        total //= 4
-        return total.astype(padded.dtype)
-    total *= 0.25
-    return total.astype(padded.dtype)
+    height, width = padded.shape[-2] // 2, padded.shape[-1] // 2
+    out = np.empty((*padded.shape[:-2], height, width), dtype=padded.dtype)
+    # Rows first (contiguous reads), then pairs of columns of those sums, a slab of output rows
+    # at a time: the temporaries stay cache-sized (~1 MB) instead of 1.5x the block.
+    row_bytes = 2 * math.prod(padded.shape[:-2]) * padded.shape[-1] * accumulator.itemsize
+    rows = max(1, _SLAB_BYTES // max(1, row_bytes))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        pairs = padded[..., 2 * top : 2 * bottom : 2, :].astype(accumulator)
+        pairs += padded[..., 2 * top + 1 : 2 * bottom : 2, :]
+        total = pairs[..., 0::2] + pairs[..., 1::2]
+        if padded.dtype.kind in "ui":
+            # (sum + 2) // 4 (a right shift is floor division by 4, also for negatives): the
+            # accumulator has room for four values plus 2.
+            total += 2
+            total >>= 2
+        else:
+            total *= 0.25
+        out[..., top:bottom, :] = total
+    return out

@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dask.array as da
 import numpy as np
 import zarr
 import zarr.errors
@@ -38,6 +37,9 @@ from .ome_ngff import (
     safe_member_path,
     valid_unit,
 )
+
+if TYPE_CHECKING:  # dask is imported where it is used: converting a TIFF never needs it
+    import dask.array as da
 
 METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 
@@ -299,12 +301,16 @@ def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
         raise StoreReadError(msg)
     chunks = _dask_chunks(array, dtype.itemsize)
     _check_block_grid(array.shape, chunks, where=where)
+    import dask.array as da
+
     # A fresh name per open: a store rewritten in place must not be served from dask's cache.
     name = f"zarr-tiler-{uuid.uuid4().hex}"
     return da.from_array(array, chunks=chunks, name=name, asarray=False, inline_array=True)
 
 
 def _lazy_pyramid(array: zarr.Array, base: da.Array, *, where: Path) -> list[da.Array]:
+    import dask.array as da
+
     levels = [base]
     step = minimum_sample_step(array.shape, array.chunks, np.dtype(array.dtype).itemsize)
     for factor in strided_level_factors(array.shape):
@@ -343,6 +349,8 @@ def contrast_limits_from(level: da.Array) -> tuple[float, float]:
             start = max((extent - side) // 2, 0)
             crop.append(slice(start, start + side))
         level = level[tuple(crop)]
+    import dask.array as da
+
     low, high = da.compute(da.nanmin(level), da.nanmax(level))
     low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -530,6 +538,8 @@ def _multiscale_layer(
     labels: bool,
     notices: list[str],
 ) -> LayerSpec:
+    import dask.array as da
+
     first_path = None
     raw = ome.get("multiscales")
     if isinstance(raw, list) and raw and isinstance(raw[0], dict):
