@@ -89,7 +89,9 @@ def versions(names: Iterable[str]) -> dict[str, str]:
 
 
 def dir_bytes(path: Path) -> int:
-    """Bytes of all files below ``path``."""
+    """Bytes of the file ``path``, or of all files below the folder ``path``."""
+    if path.is_file():
+        return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 

@@ -22,7 +22,9 @@ times (median reported), and is checked afterwards (untimed): level 0 must read 
 the input, and the codec and chunk shape stored in level 0's metadata are reported. Throughput is
 ``image.nbytes / seconds`` (level-0 input bytes, whatever the writer also wrote), and "ours x" is
 our throughput divided by that writer's. Writes land in the page cache (no fsync), for every
-writer alike.
+writer alike. Before every timed write, ``settle_storage`` flushes the page cache (as root it
+also drops it): without it, the files a writer had just deleted and the dirty pages it had just
+left slowed whichever writer came next.
 
 Case B (memory). A fresh subprocess converts a lazily built dask array of 49,152 x 49,152 uint16
 (4.8 GB; every 2,048 x 2,048 block is one of 8 ``synthetic_slide`` tiles chosen by its position,
@@ -64,7 +66,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import dir_bytes, log, open_tensorstore_level0, versions, wait_for_quiet
+from _machine import (
+    dir_bytes,
+    log,
+    open_tensorstore_level0,
+    settle_storage,
+    versions,
+    wait_for_quiet,
+)
 
 TILE = 2048
 CHUNK = 512
@@ -326,6 +335,7 @@ def time_writer(
         path = root / f"{name}-{codec}-{repeat}.zarr"
         for attempt in range(MAX_ATTEMPTS):
             shutil.rmtree(path, ignore_errors=True)
+            settle_storage([])  # the same page cache and filesystem state for every writer
             loads.append(wait_for_quiet(MAX_WAIT_S, quiet_cpu_percent=QUIET_CPU_PERCENT))
             before = _busy_snapshot()
             started = time.perf_counter()

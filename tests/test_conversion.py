@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -476,12 +477,14 @@ def _stored_files(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("shards", [None, 512])
 def test_direct_io_stores_the_same_bytes_as_buffered_writes(
-    tmp_path: Path, small_image: np.ndarray
+    tmp_path: Path, small_image: np.ndarray, shards: int | None
 ) -> None:
     image = np.tile(small_image, (5, 7))  # 1280 x 1792: partial edge chunks, odd levels
-    buffered = convert(image, tmp_path / "buffered.zarr", chunks=256, name="x", direct_io=False)
-    direct = convert(image, tmp_path / "direct.zarr", chunks=256, name="x", direct_io=True)
+    options: dict[str, Any] = {"chunks": 256, "shards": shards, "name": "x"}
+    buffered = convert(image, tmp_path / "buffered.zarr", direct_io=False, **options)
+    direct = convert(image, tmp_path / "direct.zarr", direct_io=True, **options)
     assert buffered.extra["direct_io"] is False
     assert direct.extra["direct_io"] is True
     assert _stored_files(tmp_path / "direct.zarr") == _stored_files(tmp_path / "buffered.zarr")

@@ -298,15 +298,27 @@ class _PositionedReads:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def read_into(self, buffer: memoryview, offset: int) -> None:
-        """Fill ``buffer`` from ``offset``, or raise OSError if the file ends first."""
+    def _descriptor(self) -> int:
         with self._lock:
             if self._fd is None:
                 self._fd = os.open(self.filename, os.O_RDONLY)
-            descriptor = self._fd
-        if os.preadv(descriptor, [buffer], offset) != len(buffer):
-            msg = f"{self.filename}: the file ends before the image data does (truncated?)"
-            raise OSError(msg)
+            return self._fd
+
+    def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` from ``offset``, or raise OSError if the file ends first."""
+        if os.preadv(self._descriptor(), [buffer], offset) != len(buffer):
+            self._truncated()
+
+    def read_runs(self, buffer: memoryview, offsets: list[int], run_bytes: int) -> None:
+        """Fill ``buffer`` with runs of ``run_bytes`` read from each of ``offsets`` in turn."""
+        descriptor, preadv = self._descriptor(), os.preadv
+        for position, offset in zip(range(0, len(buffer), run_bytes), offsets, strict=True):
+            if preadv(descriptor, [buffer[position : position + run_bytes]], offset) != run_bytes:
+                self._truncated()
+
+    def _truncated(self) -> None:
+        msg = f"{self.filename}: the file ends before the image data does (truncated?)"
+        raise OSError(msg)
 
     def close(self) -> None:
         """Close the file (it is opened again on the next read)."""
@@ -346,16 +358,15 @@ class ContiguousFileArray(_PositionedReads):
         itemsize = self.dtype.itemsize
         strides = [itemsize * math.prod(self.shape[axis + 1 :]) for axis in range(self.ndim)]
         run_bytes = extents[run_axis] * strides[run_axis]
-        flat = memoryview(out.reshape(-1).view(np.uint8))
-        position = 0
-        for index in np.ndindex(*extents[:run_axis]):
-            offset = self.offset + sum(
-                (start + i) * stride
-                for start, i, stride in zip(starts, index, strides, strict=False)
-            )
-            offset += starts[run_axis] * strides[run_axis]
-            self.read_into(flat[position : position + run_bytes], offset)
-            position += run_bytes
+        # The file offset of every run, in C order, computed at once (a 16 MB region of a wide
+        # stripped image is thousands of runs: a Python loop per run cost more than its read).
+        offsets = np.full((), self.offset + starts[run_axis] * strides[run_axis], dtype=np.int64)
+        for axis in range(run_axis):
+            positions = (starts[axis] + np.arange(extents[axis], dtype=np.int64)) * strides[axis]
+            offsets = np.add.outer(offsets, positions)
+        self.read_runs(
+            memoryview(out.reshape(-1).view(np.uint8)), offsets.reshape(-1).tolist(), run_bytes
+        )
 
 
 def _uncompressed_tiles(path: Path, tiff: Any, series: Any) -> TiledFileArray | None:
