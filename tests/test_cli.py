@@ -269,7 +269,9 @@ def _killed_conversion(src: Path, dest: Path, *, after_regions: int) -> None:
 def big_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.tif"
     tile = synthetic_slide(2048, dtype="uint16", seed=4)
-    tifffile.imwrite(path, np.tile(tile, (3, 3)), tile=(512, 512))  # 6144 x 6144, 75 MB
+    # 8192 x 12288 (201 MB): 12 regions in the first pass, so that an interrupt sent after the
+    # second one is journaled always lands mid-way.
+    tifffile.imwrite(path, np.tile(tile, (4, 6)), tile=(512, 512))
     return path
 
 
@@ -305,7 +307,7 @@ def test_interrupt_then_resume_gives_the_same_store(
     _wait_for_journal(dest, 2, process)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=60)
-    assert not dest.exists()  # never looks complete
+    assert not dest.exists(), stderr  # never looks complete
     assert staging_path(dest).exists()
     if how == signal.SIGINT:
         assert process.returncode == 130
