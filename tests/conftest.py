@@ -23,6 +23,29 @@ def small_image() -> np.ndarray:
     return synthetic_slide(256, dtype="uint16", seed=1)
 
 
+def _status_kb(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(f"{field}:")[1].split()[0])
+
+
+class PeakMemoryGrowth:
+    """How far this process's resident memory peaked above its level at the start of the block.
+
+    Resets the kernel's high-water mark first (``/proc/self/clear_refs``, Linux), so that a peak
+    an earlier test reached cannot hide this block's (``ru_maxrss`` never goes down).
+    """
+
+    grown_mb: float = 0.0
+
+    def __enter__(self) -> PeakMemoryGrowth:
+        Path("/proc/self/clear_refs").write_text("5")
+        self._before_kb = _status_kb("VmRSS")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.grown_mb = (_status_kb("VmHWM") - self._before_kb) / 1024
+
+
 def reference_mean(image: np.ndarray) -> np.ndarray:
     """2x2 mean rounding half up, odd edges averaged with themselves (independent reference)."""
     pad = [(0, 0)] * (image.ndim - 2) + [(0, image.shape[-2] % 2), (0, image.shape[-1] % 2)]

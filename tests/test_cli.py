@@ -237,12 +237,19 @@ def test_invalid_option_values_are_usage_errors(tmp_path: Path) -> None:
 SLOW_OPTIONS = ("--chunks", "256", "--compressor", "gzip", "--clevel", "9")
 
 
+def _interruptible() -> None:
+    # As in a terminal: a shell that started pytest in the background (`cmd &`) hands its
+    # children SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_slow_conversion(src: Path, dest: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [EXE, "convert", str(src), str(dest), *SLOW_OPTIONS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
 
 

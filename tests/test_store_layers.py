@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 from pathlib import Path
 
 import dask.array as da
@@ -16,7 +15,13 @@ from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import StoreReadError
 from napari_zarr_tiler.store_layers import find_zarr_node
 
-from .conftest import add_labels, corrupt_json, reference_mean, write_ome_image
+from .conftest import (
+    PeakMemoryGrowth,
+    add_labels,
+    corrupt_json,
+    reference_mean,
+    write_ome_image,
+)
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
@@ -224,21 +229,22 @@ def test_huge_array_without_pyramid_opens_lazily_with_bounded_memory(tmp_path: P
         str(path), shape=(200_000, 200_000), chunks=(100, 100), dtype="uint16", fill_value=0
     )
     z[100_000:100_200, 50_000:50_300] = 1000
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    contents = read_zarr(path)
-    layer = contents.layers[0]
-    assert layer.kwargs["multiscale"] is True
-    assert layer.data[0].shape == (200_000, 200_000)
-    assert max(layer.data[-1].shape) <= 1024
-    assert layer.data[0].numblocks[0] * layer.data[0].numblocks[1] <= 1 << 16
-    assert any("no pyramid" in notice for notice in contents.notices)
-    # The coarsest level (what a zoomed-out view shows) reads without loading the image.
-    coarsest = layer.data[-1].compute()
-    assert coarsest.shape == layer.data[-1].shape
-    # Level 0 reads exactly where asked.
-    np.testing.assert_array_equal(layer.data[0][100_000:100_002, 50_000:50_002].compute(), 1000)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-    assert grown_mb < 500
+    with PeakMemoryGrowth() as memory:
+        contents = read_zarr(path)
+        layer = contents.layers[0]
+        assert layer.kwargs["multiscale"] is True
+        assert layer.data[0].shape == (200_000, 200_000)
+        assert max(layer.data[-1].shape) <= 1024
+        assert layer.data[0].numblocks[0] * layer.data[0].numblocks[1] <= 1 << 16
+        assert any("no pyramid" in notice for notice in contents.notices)
+        # The coarsest level (what a zoomed-out view shows) reads without loading the image.
+        coarsest = layer.data[-1].compute()
+        assert coarsest.shape == layer.data[-1].shape
+        # Level 0 reads exactly where asked.
+        np.testing.assert_array_equal(
+            layer.data[0][100_000:100_002, 50_000:50_002].compute(), 1000
+        )
+    assert memory.grown_mb < 500
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,10 +348,9 @@ def test_metadata_declaring_an_absurd_chunk_grid_is_refused(
     exhaust memory are refused, quickly and without allocating."""
     path = tmp_path / "absurd.zarr"
     zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint8")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(StoreReadError, match="refusing to index that many"):
+    with PeakMemoryGrowth() as memory, pytest.raises(StoreReadError, match="refusing to index"):
         read_zarr(path)
-    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024 < 100
+    assert memory.grown_mb < 100
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
