@@ -329,11 +329,27 @@ def test_interrupt_then_resume_gives_the_same_store(
             chunk.write_bytes(chunk.read_bytes()[:100])
         else:
             chunk.unlink()
+    level0 = staging_path(dest) / "0" / "c"
+    written_before = {
+        path.relative_to(level0): path.stat().st_mtime_ns
+        for path in level0.rglob("*")
+        if path.is_file()
+    }
     result = run("convert", str(big_tiff), str(dest), *SLOW_OPTIONS, "--resume", check=True)
     assert done_before >= 2
     assert not staging_path(dest).exists()
     assert tree_bytes(dest) == tree_bytes(reference_store)
     assert result.returncode == 0
+    # The journaled regions were verified and skipped, not written again: their chunk files
+    # (128 per region here) are untouched; the damaged one was rewritten.
+    untouched = {
+        name
+        for name, mtime in written_before.items()
+        if (dest / "0" / "c" / name).stat().st_mtime_ns == mtime
+    }
+    assert len(untouched) >= 100, len(untouched)
+    if damage == "truncate":
+        assert Path("0", "0") not in untouched
 
 
 def test_resume_refuses_other_options(tmp_path: Path, big_tiff: Path) -> None:

@@ -29,6 +29,8 @@ from napari_zarr_tiler.errors import (
     UnsupportedDtypeError,
 )
 from napari_zarr_tiler.pyramid import downsample_2x
+from napari_zarr_tiler.region_writer import JOURNAL, Progress
+from napari_zarr_tiler.synthetic import synthetic_slide
 
 from .conftest import read_json, reference_mean
 
@@ -506,3 +508,29 @@ def test_direct_io_is_chosen_for_outputs_large_against_free_memory(tmp_path: Pat
             True, staging=tmp_path, output_bytes=1, pipeline="default", on_cluster=False
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_resume_skips_the_regions_already_written_of_a_big_endian_source(tmp_path: Path) -> None:
+    """A resumed run verifies journaled regions against the source converted to the stored
+    dtype, so a big-endian source's finished regions are kept, not written again."""
+    image = np.tile(synthetic_slide(1024, dtype="uint16", seed=5), (2, 12)).astype(">u2")
+    dest = tmp_path / "out.zarr"
+
+    def interrupt_after_the_first_region(progress: Progress) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would: the partial store is kept
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(image, dest, chunks=256, workers=1, progress=interrupt_after_the_first_region)
+    journal_lines = (staging_path(dest) / JOURNAL).read_text().splitlines()
+    assert len(journal_lines) == 2  # the header and the first region (2048 x 4096)
+    level0 = staging_path(dest) / "0" / "c"
+    first_region = {  # its 8 x 16 chunks of 256
+        Path(str(row), str(column)): (level0 / str(row) / str(column)).stat().st_mtime_ns
+        for row in range(8)
+        for column in range(16)
+    }
+
+    convert(image, dest, chunks=256, workers=1, resume=True)
+    for name, mtime in first_region.items():  # verified and skipped, not written again
+        assert (dest / "0" / "c" / name).stat().st_mtime_ns == mtime, name
+    np.testing.assert_array_equal(zarr.open_group(str(dest))["0"][...], image)
