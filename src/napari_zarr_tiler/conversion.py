@@ -581,7 +581,8 @@ def convert(
         Called with a :class:`Progress` after every region.
     cancel : threading.Event or callable, optional
         Checked between regions; when set (or returning True) the conversion stops, removes
-        what it wrote, and raises :class:`ConversionCancelled`.
+        what it wrote (with ``resume``, keeps the partial store), and raises
+        :class:`ConversionCancelled`.
     workers : int, optional
         Regions processed at once by the in-process threads (default: the number of CPUs).
     scheduler : str, optional
@@ -688,10 +689,12 @@ def convert(
         )
         # The fingerprint names the base pipeline: direct or buffered writes store the same bytes.
         pipeline = with_direct_io(pipeline) if direct else pipeline
-        with use_codec_pipeline(pipeline):
-            level_paths = _create_arrays(staging, plan, codecs, axis_names, reuse=resume)
+        # The journal first: a resume with other options is refused before anything changes in
+        # the partial store it keeps.
         journal = Journal(staging, fingerprint, resume=resume)
         try:
+            with use_codec_pipeline(pipeline):
+                level_paths = _create_arrays(staging, plan, codecs, axis_names, reuse=resume)
             client_context = dask_client(scheduler) if scheduler else contextlib.nullcontext()
             with use_codec_pipeline(pipeline), client_context as client:
                 runner = RegionScheduler(

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,6 +375,23 @@ def _same_bytes(stored: np.ndarray, expected: np.ndarray) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def _refusal(staging: Path, header: str, fingerprint: dict[str, Any]) -> str:
+    """Why a journal cannot be resumed: another version of this package, or other options."""
+    try:
+        version = json.loads(header).get("journal")
+    except (ValueError, AttributeError):
+        version = None
+    if version != fingerprint.get("journal"):
+        return (
+            f"{staging} was started by another version of napari-zarr-tiler; run again without "
+            "resume to start over"
+        )
+    return (
+        f"{staging} was started with other options or another source; run again with the same "
+        "ones, or without resume to start over"
+    )
+
+
 class Journal:
     """Append-only record of finished regions in the staging folder.
 
@@ -389,11 +406,7 @@ class Journal:
         if resume and self.path.is_file():
             lines = self.path.read_text().splitlines()
             if not lines or lines[0] != header:
-                msg = (
-                    f"{staging} was started with other options or another source; run again without "
-                    "resume to start over"
-                )
-                raise InvalidOptionError(msg)
+                raise InvalidOptionError(_refusal(staging, lines[0] if lines else "", fingerprint))
             for line in lines[1:]:
                 try:
                     entry = json.loads(line)
@@ -552,14 +565,6 @@ class RegionScheduler:
         all_regions = list(enumerate(regions(pyramid_pass.shape, pyramid_pass.region_shape)))
         journaled = [(i, r) for i, r in all_regions if (pass_index, i) in self.journal.done]
         verified = self._verify(pyramid_pass, pass_index, journaled)
-        for index, region in journaled:
-            if index in verified:
-                shapes = self._skip_shapes(region, len(pyramid_pass.levels))
-                self._count(
-                    pyramid_pass.levels,
-                    shapes if pyramid_pass.write_first else shapes[1:],
-                    pyramid_pass.write_first,
-                )
         self._execute(
             pyramid_pass, pass_index, [(i, r) for i, r in all_regions if i not in verified]
         )
@@ -567,29 +572,50 @@ class RegionScheduler:
     def _verify(
         self, pyramid_pass: PyramidPass, pass_index: int, journaled: list[tuple[int, Region]]
     ) -> set[int]:
-        """Indices of journaled regions whose chunks hold what they should (on resume)."""
+        """Indices of journaled regions whose chunks hold what they should (on resume).
+
+        Verified regions count as done in the progress as they are verified, and ``cancel`` is
+        checked between them: on a big store this step reads everything written so far.
+        """
         if not journaled:
             return set()
 
-        def check(item: tuple[int, Region]) -> bool:
+        def check(region: Region) -> bool:
             return verify_region(
                 pyramid_pass.read,
                 pyramid_pass.level_paths,
                 self.pipeline,
                 self.run_id,
-                item[1],
+                region,
                 pyramid_pass.write_first,
                 self.method,
             )
 
+        verified: set[int] = set()
         with ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="zarr-tiler-verify"
         ) as pool:
-            results = list(pool.map(check, journaled))
-        bad = [index for (index, _), ok in zip(journaled, results, strict=True) if not ok]
-        for index in bad:
-            del self.journal.done[(pass_index, index)]  # written again below
-        return {index for (index, _), ok in zip(journaled, results, strict=True) if ok}
+            futures = {pool.submit(check, region): (index, region) for index, region in journaled}
+            try:
+                for future in as_completed(futures):
+                    index, region = futures[future]
+                    if future.result():
+                        verified.add(index)
+                        shapes = self._skip_shapes(region, len(pyramid_pass.levels))
+                        self._count(
+                            pyramid_pass.levels,
+                            shapes if pyramid_pass.write_first else shapes[1:],
+                            pyramid_pass.write_first,
+                        )
+                    else:
+                        del self.journal.done[(pass_index, index)]  # written again
+                    if _cancelled(self.cancel):
+                        raise ConversionCancelled("the conversion was cancelled")
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return verified
 
     def _task_args(self, pyramid_pass: PyramidPass, region: Region) -> tuple[Any, ...]:
         return (
