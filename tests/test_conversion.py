@@ -498,7 +498,18 @@ def test_direct_io_stores_the_same_bytes_as_buffered_writes(
     direct = convert(image, tmp_path / "direct.zarr", direct_io=True, **options)
     assert buffered.extra["direct_io"] is False
     assert direct.extra["direct_io"] is True
-    assert _stored_files(tmp_path / "direct.zarr") == _stored_files(tmp_path / "buffered.zarr")
+    written = _stored_files(tmp_path / "direct.zarr")
+    expected = _stored_files(tmp_path / "buffered.zarr")
+    assert written.keys() == expected.keys()
+    if shards is None:
+        assert written == expected
+    else:
+        # zarrs may lay out the inner chunks of a shard it encodes in parallel in another order
+        # from run to run (direct I/O or not): same pixels, not always the same bytes.
+        buffered_group = zarr.open_group(str(tmp_path / "buffered.zarr"), mode="r")
+        direct_group = zarr.open_group(str(tmp_path / "direct.zarr"), mode="r")
+        for level in buffered_group.array_keys():
+            np.testing.assert_array_equal(direct_group[level][...], buffered_group[level][...])
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "direct.zarr"))["0"][...], image)
     assert not list(tmp_path.glob(".*"))  # no probe file or staging folder left behind
 
