@@ -31,8 +31,9 @@ def run_widget(widget: ConvertWidget, qtbot, output: Path, *, overwrite: bool) -
     widget.overwrite.value = overwrite
     before = len(notification_manager.records)
     widget.start()
-    with qtbot.waitSignal(widget.worker.finished, timeout=30_000):
-        pass
+    # The widget lets go of its worker when `finished` reaches it (connected before the start);
+    # waiting on the signal here could miss a worker that fails at once.
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     return [str(n.message) for n in notification_manager.records[before:]]
 
 
@@ -77,8 +78,7 @@ def test_widget_converts_and_opens_the_result(
     widget.start()
     assert widget.worker is not None
     assert not widget.run_button.enabled
-    with qtbot.waitSignal(widget.worker.finished, timeout=60_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)  # finished, handled
     group = zarr.open_group(str(dest), mode="r")
     np.testing.assert_array_equal(group["0"][...], small_image)
     assert group["0"].chunks == (64, 64)
@@ -106,8 +106,7 @@ def test_widget_cancel_stops_and_cleans_up(make_napari_viewer, qtbot, tmp_path: 
     with qtbot.waitSignal(worker.yielded, timeout=60_000):
         pass
     widget.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=10_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)  # finished, handled
     assert not dest.exists()
     assert not staging_path(dest).exists()
     assert len(viewer.layers) == 1
