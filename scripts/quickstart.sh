@@ -30,4 +30,6 @@ python3 -m venv .venv
 .venv/bin/napari-zarr-tiler info sample_slide.zarr
 echo
 echo "Done. Open the pyramid in napari with:  .venv/bin/napari --plugin napari-zarr-tiler sample_slide.zarr"
+echo "  (without a display, e.g. over ssh:      xvfb-run -a .venv/bin/napari --plugin napari-zarr-tiler sample_slide.zarr)"
+echo "Use the command line:                   source .venv/bin/activate; napari-zarr-tiler --help"
 echo "Run the tests with:                     .venv/bin/python -m pytest"

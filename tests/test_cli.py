@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -187,6 +188,41 @@ def test_info_describes_a_store(tmp_path: Path, image: np.ndarray) -> None:
     assert "level 0: shape (2048, 3072) uint16, chunks (256, 256), shards (1024, 1024)" in out
     assert "MB on disk" in out
     assert "compression)" in out
+    assert "codecs zstd (level 3)" in out  # named as the options spell it, with the level
+
+
+@pytest.mark.parametrize(
+    ("options", "codec"),
+    [
+        (("--compressor", "blosc-lz4"), "blosc-lz4 (clevel 5, shuffle)"),
+        (("--compressor", "blosc-zstd", "--zarr-format", "2"), "blosc-zstd (clevel 3, shuffle)"),
+        (("--compressor", "gzip", "--clevel", "4", "--zarr-format", "2"), "gzip (level 4)"),
+    ],
+)
+def test_info_names_codecs_as_the_options_do(
+    tmp_path: Path, options: tuple[str, ...], codec: str
+) -> None:
+    np.save(tmp_path / "a.npy", np.arange(300 * 200, dtype=np.uint16).reshape(300, 200))
+    dest = tmp_path / "a.zarr"
+    run("convert", str(tmp_path / "a.npy"), str(dest), *options, "--quiet", check=True)
+    out = run("info", str(dest), check=True).stdout
+    assert f"codecs {codec}," in out
+
+
+def test_resume_of_a_complete_store_is_refused_and_of_nothing_starts_afresh(
+    tmp_path: Path, image: np.ndarray
+) -> None:
+    np.save(tmp_path / "a.npy", image)
+    done = tmp_path / "done.zarr"
+    run("convert", str(tmp_path / "a.npy"), str(done), "--quiet", check=True)
+    before = tree_bytes(done)
+    result = run("convert", str(tmp_path / "a.npy"), str(done), "--resume")
+    assert_one_line_error(result, "already complete: there is no interrupted conversion")
+    assert tree_bytes(done) == before
+    fresh = tmp_path / "elsewhere" / "done.zarr"  # same name: same metadata
+    result = run("convert", str(tmp_path / "a.npy"), str(fresh), "--resume", check=True)
+    assert "no interrupted conversion to resume; converted from the start" in result.stderr
+    assert tree_bytes(fresh) == before
 
 
 @pytest.mark.parametrize(
@@ -339,6 +375,10 @@ def test_interrupt_then_resume_gives_the_same_store(
     }
     result = run("convert", str(big_tiff), str(dest), *SLOW_OPTIONS, "--resume", check=True)
     assert done_before >= 2
+    # It says how much it kept: every journaled region but a damaged one.
+    kept = re.search(r"resumed: (\d+) regions of the interrupted run were kept", result.stderr)
+    assert kept is not None, result.stderr
+    assert done_before - (damage is not None) - 1 <= int(kept.group(1)) <= done_before
     assert not staging_path(dest).exists()
     assert tree_bytes(dest) == tree_bytes(reference_store)
     assert result.returncode == 0

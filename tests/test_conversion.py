@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -314,6 +315,20 @@ def test_source_store_is_never_modified(tmp_path: Path, small_image: np.ndarray)
     convert(source, tmp_path / "retiled.zarr", chunks=32, overwrite=True, zarr_format=2)
     after = {p: p.read_bytes() for p in sorted(source_path.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_progress_counts_every_tile_and_reads_as_text(tmp_path: Path) -> None:
+    image = np.zeros((3000, 2500), dtype=np.uint16)
+    events: list[Progress] = []
+    result = convert(image, tmp_path / "p.zarr", chunks=256, progress=events.append)
+    done = [event.tiles_done for event in events]
+    assert done == sorted(done)
+    assert events[-1].tiles_done == events[-1].tiles_total == result.plan.tiles
+    assert events[-1].bytes_done == result.plan.nbytes
+    assert re.fullmatch(
+        rf"{result.plan.tiles:,}/{result.plan.tiles:,} tiles \(100%\), [\d,]+ MB/s, [\d.]+ s",
+        str(events[-1]),
+    )
 
 
 def test_cancel_stops_and_leaves_nothing(tmp_path: Path) -> None:

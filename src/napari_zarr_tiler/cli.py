@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .compression import COMPRESSORS
+from .compression import COMPRESSORS, describe_codec
 from .conversion import convert
 from .destination import staging_path
 from .errors import ConversionCancelled, ZarrTilerError
@@ -120,7 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    info = commands.add_parser("info", help="describe what a zarr store holds")
+    info = commands.add_parser(
+        "info",
+        help="describe what a zarr store holds",
+        description=(
+            "Describe the zarr store STORE: its images (or bare arrays), their axes, physical "
+            "scale and channels, and for each level the shape, dtype, chunks, shards, codecs, "
+            "bytes on disk and compression ratio. Reads metadata only, no pixels."
+        ),
+    )
     info.add_argument("store", metavar="STORE")
     info.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -188,6 +196,14 @@ def _convert(args: argparse.Namespace) -> int:
     finally:
         source.close()
     if not args.quiet:
+        resumed = result.extra.get("resumed_regions")
+        if args.resume:
+            print(
+                f"{PROG}: resumed: {resumed:,} regions of the interrupted run were kept"
+                if resumed is not None
+                else f"{PROG}: there was no interrupted conversion to resume; converted from the start",
+                file=sys.stderr,
+            )
         rate = result.plan.nbytes / 1e6 / result.seconds if result.seconds else 0
         direct = ", direct I/O" if result.extra.get("direct_io") else ""
         print(
@@ -196,6 +212,14 @@ def _convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _size(nbytes: float) -> str:
+    """Bytes for people: ``812 B``, ``4.1 kB``, ``19.9 MB``, ``11.1 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:.0f} B"
 
 
 def _disk_bytes(path: Path) -> int:
@@ -243,19 +267,17 @@ def describe_store(path: str | os.PathLike[str]) -> str:
         disk = _disk_bytes(folder) if folder != node_dir or isinstance(node, zarr.Array) else 0
         total_raw += raw
         total_disk += disk
-        codecs = [
-            type(c).__name__.removesuffix("Codec") for c in getattr(array, "compressors", ())
-        ]
+        codecs = [describe_codec(c) for c in getattr(array, "compressors", ())]
         shards = f", shards {array.shards}" if getattr(array, "shards", None) else ""
-        ratio = f"{raw / disk:.2f}x" if disk else "-"
+        ratio = f"{raw / disk:.3g}x" if disk else "-"
         lines.append(
             f"  level {name}: shape {array.shape} {array.dtype}, chunks {array.chunks}{shards}, "
-            f"codecs {'+'.join(codecs) or 'none'}, {disk / 1e6:,.1f} MB on disk ({ratio} compression)"
+            f"codecs {' + '.join(codecs) or 'none'}, {_size(disk)} on disk ({ratio} compression)"
         )
     if total_disk:
         lines.append(
-            f"  total: {total_raw / 1e6:,.1f} MB uncompressed, {total_disk / 1e6:,.1f} MB on disk "
-            f"({total_raw / total_disk:.2f}x)"
+            f"  total: {_size(total_raw)} uncompressed, {_size(total_disk)} on disk "
+            f"({total_raw / total_disk:.3g}x compression)"
         )
     return "\n".join(lines)
 

@@ -59,3 +59,27 @@ def compressor_codecs(
         return [numcodecs.GZip(level=level)]
     cname = compressor.removeprefix("blosc-")
     return [numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)]
+
+
+_BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "autoshuffle"}
+
+
+def _plain(value: Any) -> Any:
+    """An enum's value (zarr v3 codecs), or the value itself (numcodecs)."""
+    return getattr(value, "value", value)
+
+
+def describe_codec(codec: Any) -> str:
+    """Name a stored codec the way the options spell it, with its level.
+
+    ``zstd (level 3)``, ``blosc-lz4 (clevel 5, shuffle)``, ``gzip (level 6)``, for zarr v3
+    codecs and numcodecs compressors alike; any other codec by its class name.
+    """
+    kind = type(codec).__name__.removesuffix("Codec").lower()
+    if kind in ("zstd", "gzip") and getattr(codec, "level", None) is not None:
+        return f"{kind} (level {codec.level})"
+    if kind == "blosc" and getattr(codec, "cname", None) is not None:
+        shuffle = _plain(codec.shuffle)
+        shuffle = _BLOSC_SHUFFLES.get(shuffle, shuffle) if isinstance(shuffle, int) else shuffle
+        return f"blosc-{_plain(codec.cname)} (clevel {codec.clevel}, {shuffle})"
+    return type(codec).__name__.removesuffix("Codec")

@@ -24,7 +24,13 @@ import zarr
 
 from . import ome_ngff
 from .compression import Compressor, compressor_codecs
-from .destination import abort_staging, begin_staging, check_destination, commit_staging
+from .destination import (
+    abort_staging,
+    begin_staging,
+    check_destination,
+    commit_staging,
+    has_partial_store,
+)
 from .direct_io import choose_direct_io
 from .errors import (
     ConversionError,
@@ -605,14 +611,19 @@ def convert(
     Returns
     -------
     ConversionResult
+        Its ``extra`` names the codec pipeline (``"codec_pipeline"``), whether chunks were
+        written with direct I/O (``"direct_io"``) and, for a resumed conversion, how many
+        regions the interrupted run had finished intact (``"resumed_regions"``; None
+        otherwise).
 
     Raises
     ------
     InvalidOptionError, UnsupportedDtypeError
         For invalid options or data types, before anything is written.
     DestinationError
-        When the destination exists (without ``overwrite``), is not a zarr store, is inside the
-        source, is not writable, or the disk fills up.
+        When the destination exists (without ``overwrite``; with ``resume``, when there is
+        nothing to resume), is not a zarr store, is inside the source, is not writable, or the
+        disk fills up.
     ConversionCancelled
         When ``cancel`` was set.
     """
@@ -649,7 +660,10 @@ def convert(
         msg = f"units must have {ndim} values, got {unit_list}"
         raise InvalidOptionError(msg)
     dest_path = check_destination(
-        dest, overwrite=overwrite, source_paths=[*src.paths(), *map(Path, source_paths)]
+        dest,
+        overwrite=overwrite,
+        source_paths=[*src.paths(), *map(Path, source_paths)],
+        resume=resume,
     )
     image_name = name or dest_path.name.removesuffix(".zarr")
     version = "0.5" if zarr_format == 3 else "0.4"
@@ -678,6 +692,7 @@ def convert(
         "pipeline": pipeline,
         "method": method,
     }
+    resuming = resume and has_partial_store(dest_path)
     staging = begin_staging(dest_path, resume=resume)
     try:
         direct = choose_direct_io(
@@ -716,6 +731,8 @@ def convert(
                     _passes(plan, src.reader, level_paths, pipeline, run_id)
                 ):
                     runner.run(pyramid_pass, pass_index)
+                # Regions the interrupted run finished and that were found intact.
+                resumed_regions = runner.regions_kept if resuming else None
         finally:
             journal.close()
         if layout == "ome":
@@ -772,7 +789,11 @@ def convert(
         dest_path,
         plan,
         time.perf_counter() - started,
-        {"codec_pipeline": pipeline.removesuffix(DIRECT_IO_SUFFIX), "direct_io": direct},
+        {
+            "codec_pipeline": pipeline.removesuffix(DIRECT_IO_SUFFIX),
+            "direct_io": direct,
+            "resumed_regions": resumed_regions,
+        },
     )
 
 

@@ -39,7 +39,11 @@ def _is_within(path: Path, ancestor: Path) -> bool:
 
 
 def check_destination(
-    dest: str | os.PathLike[str], *, overwrite: bool, source_paths: list[Path]
+    dest: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    source_paths: list[Path],
+    resume: bool = False,
 ) -> Path:
     """Validate a destination before any work starts, and return it as an absolute path.
 
@@ -51,6 +55,8 @@ def check_destination(
         Whether an existing zarr store there may be replaced.
     source_paths : list of Path
         Folders or files the source is read from; the destination may not be inside them.
+    resume : bool
+        Whether an interrupted conversion to ``dest`` is to be continued.
 
     Raises
     ------
@@ -69,8 +75,17 @@ def check_destination(
             msg = f"{path}: the source {source} is inside the destination; choose another folder"
             raise DestinationError(msg)
     if path.exists() or path.is_symlink():
+        if not overwrite and resume and not has_partial_store(path) and is_zarr_store(path):
+            msg = (
+                f"{path} is already complete: there is no interrupted conversion to resume "
+                "(to convert again, allow overwriting: --overwrite, or overwrite=True in Python)"
+            )
+            raise DestinationError(msg)
         if not overwrite:
-            msg = f"{path} already exists; choose another name or allow overwriting (--overwrite)"
+            msg = (
+                f"{path} already exists; choose another name or allow overwriting "
+                "(--overwrite, or overwrite=True in Python)"
+            )
             raise DestinationError(msg)
         if path.is_symlink() or not is_zarr_store(path):
             msg = f"{path} exists and is not a zarr store; it will not be replaced, choose another name"
@@ -87,6 +102,11 @@ def check_destination(
     return path
 
 
+def has_partial_store(dest: Path) -> bool:
+    """Whether an interrupted conversion to ``dest`` left a partial store to resume."""
+    return (staging_path(dest) / STAGING_MARKER).is_file()
+
+
 def begin_staging(dest: Path, *, resume: bool = False) -> Path:
     """Create (or, with ``resume``, reuse) the staging folder of ``dest``.
 
@@ -95,7 +115,7 @@ def begin_staging(dest: Path, *, resume: bool = False) -> Path:
     """
     staging = staging_path(dest)
     if staging.exists():
-        if resume and (staging / STAGING_MARKER).is_file():
+        if resume and has_partial_store(dest):
             return staging
         if not (staging / STAGING_MARKER).is_file():
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"

@@ -54,6 +54,12 @@ class Progress:
         """Uncompressed throughput so far."""
         return self.bytes_done / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
 
+    def __str__(self) -> str:
+        return (
+            f"{self.tiles_done:,}/{self.tiles_total:,} tiles ({self.fraction:.0%}), "
+            f"{self.megabytes_per_second:,.0f} MB/s, {self.elapsed:.1f} s"
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Codec pipeline
@@ -528,6 +534,8 @@ class RegionScheduler:
     client: Any = None
     tiles_done: int = field(default=0, init=False)
     bytes_done: int = field(default=0, init=False)
+    #: Journaled regions found intact on resume, and so not written again.
+    regions_kept: int = field(default=0, init=False)
     started: float = field(default_factory=time.perf_counter, init=False)
 
     def _count(
@@ -601,6 +609,7 @@ class RegionScheduler:
                     index, region = futures[future]
                     if future.result():
                         verified.add(index)
+                        self.regions_kept += 1
                         shapes = self._skip_shapes(region, len(pyramid_pass.levels))
                         self._count(
                             pyramid_pass.levels,
