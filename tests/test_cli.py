@@ -263,6 +263,39 @@ def test_bad_input_gets_one_line_and_nonzero_exit(
         assert not staging_path(tmp_path / leftover).exists()
 
 
+def test_a_truncated_multi_page_tiff_is_refused_not_cut_short(tmp_path: Path) -> None:
+    """tifffile opens what it can of a cut stack (fewer pages); converting that would lose planes."""
+    stack = np.arange(7 * 300 * 500, dtype=np.uint16).reshape(7, 300, 500)
+    whole = tmp_path / "stack.tif"
+    tifffile.imwrite(whole, stack, imagej=True)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    result = run("convert", str(cut), str(tmp_path / "cut.zarr"))
+    assert_one_line_error(result, "truncated or corrupt")
+    assert not (tmp_path / "cut.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["broken-zarr-json", "empty-zgroup", "store-with-stray-file"],
+)
+def test_overwrite_never_replaces_a_folder_that_is_not_a_store(
+    tmp_path: Path, damage: str
+) -> None:
+    np.save(tmp_path / "img.npy", np.zeros((64, 64), dtype=np.uint8))
+    dest = tmp_path / "thesis"
+    if damage == "store-with-stray-file":
+        run("convert", str(tmp_path / "img.npy"), str(dest), "--quiet", check=True)
+    else:
+        dest.mkdir()
+        name, text = ("zarr.json", "not json") if damage == "broken-zarr-json" else (".zgroup", "")
+        (dest / name).write_text(text)
+    (dest / "thesis.docx").write_text("four years of work")
+    result = run("convert", str(tmp_path / "img.npy"), str(dest), "--overwrite")
+    assert_one_line_error(result, "is not a zarr store; it will not be replaced")
+    assert (dest / "thesis.docx").read_text() == "four years of work"
+
+
 def test_invalid_option_values_are_usage_errors(tmp_path: Path) -> None:
     result = run("convert", "a.tif", str(tmp_path / "x.zarr"), "--levels", "many")
     assert result.returncode == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import subprocess
 import sys
@@ -315,6 +316,47 @@ def test_source_store_is_never_modified(tmp_path: Path, small_image: np.ndarray)
     convert(source, tmp_path / "retiled.zarr", chunks=32, overwrite=True, zarr_format=2)
     after = {p: p.read_bytes() for p in sorted(source_path.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_longlong_is_int64(tmp_path: Path) -> None:
+    """numpy's `longlong` (what tifffile gives for int64 TIFFs) equals int64 but is its own type."""
+    image = np.arange(100 * 120, dtype=np.longlong).reshape(100, 120) - 6000
+    convert(image, tmp_path / "ll.zarr", chunks=64)
+    stored = zarr.open_group(str(tmp_path / "ll.zarr"), mode="r")["0"]
+    assert stored.dtype == np.int64
+    np.testing.assert_array_equal(stored[...], image)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "shards", "level0_shards"),
+    [
+        ((6, 300, 500), 64, 128, (1, 128, 128)),  # an integer: one chunk along leading axes
+        ((6, 300, 500), 64, (0, 128, 256), (1, 128, 256)),  # 0: one chunk along that axis
+        (
+            (301, 517),
+            512,
+            1024,
+            (301, 1024),
+        ),  # chunks clipped to the image, shards to whole chunks
+    ],
+)
+def test_shard_shapes_follow_the_requested_chunks(
+    tmp_path: Path,
+    shape: tuple[int, ...],
+    chunks: int,
+    shards: int | tuple[int, ...],
+    level0_shards: tuple[int, ...],
+) -> None:
+    image = np.arange(math.prod(shape), dtype=np.uint16).reshape(shape)
+    convert(image, tmp_path / "s.zarr", chunks=chunks, shards=shards, levels=2)
+    level0 = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["0"]
+    assert level0.shards == level0_shards
+    np.testing.assert_array_equal(level0[...], image)
+
+
+def test_one_axis_is_not_an_image(tmp_path: Path) -> None:
+    with pytest.raises(InvalidOptionError, match="not an image"):
+        convert(np.arange(10), tmp_path / "line.zarr", layout="array")
 
 
 def test_progress_counts_every_tile_and_reads_as_text(tmp_path: Path) -> None:

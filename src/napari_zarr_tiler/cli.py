@@ -231,7 +231,7 @@ def describe_store(path: str | os.PathLike[str]) -> str:
     import zarr
 
     from .ome_ngff import ome_attributes, parse_multiscale
-    from .store_layers import open_zarr_node
+    from .store_layers import member_array, open_zarr_node
 
     node_dir, node = open_zarr_node(path)
     lines = [f"{node_dir}"]
@@ -245,7 +245,9 @@ def describe_store(path: str | os.PathLike[str]) -> str:
             lines.append(
                 f"  zarr group without OME metadata; arrays: {', '.join(arrays) or 'none'}"
             )
-            levels = [(key, node[key], node_dir / key) for key in arrays]
+            levels = [
+                (key, member_array(node, key, where=node_dir), node_dir / key) for key in arrays
+            ]
         else:
             multiscale = parse_multiscale(ome, where=str(node_dir))
             axes = ", ".join(
@@ -260,7 +262,9 @@ def describe_store(path: str | os.PathLike[str]) -> str:
                 lines.append(
                     f"  channels: {', '.join(c.label or '?' for c in multiscale.channels)}"
                 )
-            levels = [(p, node[p], node_dir / p) for p in multiscale.paths]
+            levels = [
+                (p, member_array(node, p, where=node_dir), node_dir / p) for p in multiscale.paths
+            ]
     total_raw = total_disk = 0
     for name, array, folder in levels:
         raw = array.nbytes

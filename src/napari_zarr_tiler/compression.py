@@ -75,11 +75,16 @@ def describe_codec(codec: Any) -> str:
     ``zstd (level 3)``, ``blosc-lz4 (clevel 5, shuffle)``, ``gzip (level 6)``, for zarr v3
     codecs and numcodecs compressors alike; any other codec by its class name.
     """
-    kind = type(codec).__name__.removesuffix("Codec").lower()
-    if kind in ("zstd", "gzip") and getattr(codec, "level", None) is not None:
+    kind = getattr(codec, "codec_id", None)  # numcodecs
+    if kind is None:
+        try:
+            kind = codec.to_dict()["name"]  # zarr v3
+        except (AttributeError, KeyError, TypeError, ValueError):
+            kind = type(codec).__name__.removesuffix("Codec").lower()
+    if kind in ("zstd", "gzip", "zlib") and getattr(codec, "level", None) is not None:
         return f"{kind} (level {codec.level})"
     if kind == "blosc" and getattr(codec, "cname", None) is not None:
         shuffle = _plain(codec.shuffle)
         shuffle = _BLOSC_SHUFFLES.get(shuffle, shuffle) if isinstance(shuffle, int) else shuffle
         return f"blosc-{_plain(codec.cname)} (clevel {codec.clevel}, {shuffle})"
-    return type(codec).__name__.removesuffix("Codec")
+    return str(kind)

@@ -136,7 +136,7 @@ class ConversionResult:
 
 
 def _per_axis(
-    value: int | Sequence[int], ndim: int, *, name: str, default_other: int = 1
+    value: int | Sequence[int], ndim: int, *, name: str, default_other: int = 1, smallest: int = 1
 ) -> tuple[int, ...]:
     if isinstance(value, bool):
         msg = f"{name} must be a positive integer or one per axis, got {value!r}"
@@ -152,7 +152,7 @@ def _per_axis(
         if len(values) != ndim:
             msg = f"{name} has {len(values)} values but the image has {ndim} axes"
             raise InvalidOptionError(msg)
-    if any(v <= 0 for v in values):
+    if any(v < smallest for v in values):
         msg = f"{name} must be positive, got {values}"
         raise InvalidOptionError(msg)
     return values
@@ -175,7 +175,8 @@ def check_dtype(dtype: Any) -> np.dtype:
         hint = " (convert it to uint8 first)" if resolved.kind == "b" else ""
         msg = f"data type {resolved} is not supported{hint}; supported: {', '.join(SUPPORTED_DTYPES)}"
         raise UnsupportedDtypeError(msg)
-    return resolved.newbyteorder("=")
+    # Canonical: numpy's `longlong` equals int64 but is another type, which zarr does not map.
+    return np.dtype(resolved.newbyteorder("=").str)
 
 
 def plan_conversion(
@@ -226,21 +227,23 @@ def plan_conversion(
     if layout == "ome" and not 2 <= ndim <= 5:
         msg = f"OME-Zarr images have 2 to 5 axes; this image has {ndim} (shape {shape})"
         raise InvalidOptionError(msg)
-    if ndim < 1:
-        msg = "a 0-d array is not an image"
+    if ndim < 2:
+        msg = f"an array of {ndim} axes is not an image; images have 2 to 5 axes (shape {shape})"
         raise InvalidOptionError(msg)
-    chunk_shape = _per_axis(chunks, ndim, name="chunks")
-    chunk_shape = tuple(min(c, s) for c, s in zip(chunk_shape, shape, strict=True))  # clip
+    requested_chunks = _per_axis(chunks, ndim, name="chunks")
+    chunk_shape = tuple(min(c, s) for c, s in zip(requested_chunks, shape, strict=True))  # clip
     shard_shape = None
     if shards is not None:
         if zarr_format != 3:
             msg = "shards need zarr format 3 (zarr format 2 has no sharding)"
             raise InvalidOptionError(msg)
-        requested = _per_axis(shards, ndim, name="shards", default_other=0)
-        requested = tuple(r if r else c for r, c in zip(requested, chunk_shape, strict=True))
-        if any(r % c for r, c in zip(requested, chunk_shape, strict=True)):
+        # 0 (and an integer's leading axes): one chunk along that axis.
+        requested = _per_axis(shards, ndim, name="shards", default_other=0, smallest=0)
+        requested = tuple(r if r else c for r, c in zip(requested, requested_chunks, strict=True))
+        if any(r % c for r, c in zip(requested, requested_chunks, strict=True)):
             msg = (
-                f"shards {requested} must be a multiple of the chunks {chunk_shape} on every axis"
+                f"shards {requested} must be a multiple of the chunks {requested_chunks} on "
+                "every axis"
             )
             raise InvalidOptionError(msg)
         # A shard larger than the image is clipped to whole chunks covering it.
@@ -248,12 +251,7 @@ def plan_conversion(
             min(r, math.ceil(s / c) * c)
             for r, s, c in zip(requested, shape, chunk_shape, strict=True)
         )
-    if ndim < 2:
-        n_levels = 1
-        if levels not in ("auto", 1):
-            msg = "a 1-d array cannot have a pyramid; use levels=1"
-            raise InvalidOptionError(msg)
-    elif levels == "auto":
+    if levels == "auto":
         n_levels = 1 if layout == "array" else auto_level_count(shape, chunk_shape[-2:])
     elif isinstance(levels, int | np.integer) and not isinstance(levels, bool) and levels >= 1:
         n_levels = min(int(levels), max_level_count(shape))
@@ -264,7 +262,7 @@ def plan_conversion(
         msg = f"levels must be 'auto' or a positive integer, got {levels!r}"
         raise InvalidOptionError(msg)
 
-    shapes = level_shapes(shape, n_levels) if ndim >= 2 else [shape]
+    shapes = level_shapes(shape, n_levels)
     level_chunks = tuple(
         tuple(min(c, s) for c, s in zip(chunk_shape, level_shape, strict=True))
         for level_shape in shapes
@@ -281,7 +279,7 @@ def plan_conversion(
             for level_shape, level_chunk in zip(shapes, level_chunks, strict=True)
         )
     unit = shard_shape or chunk_shape
-    unit_yx = tuple(unit[-2:]) if ndim >= 2 else (1, unit[-1])
+    unit_yx = tuple(unit[-2:])
     other = math.prod(unit[:-2]) if ndim > 2 else 1
     # How many levels one region computes in memory. A region must hold 2 x 2 units to give whole
     # units (chunks or shards) of the next level, so depth is at least 1 whenever there is a

@@ -9,7 +9,9 @@ not one is never deleted.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -20,9 +22,45 @@ STAGING_MARKER = ".napari-zarr-tiler-partial"
 METADATA_FILES = ("zarr.json", ".zgroup", ".zarray")
 
 
+#: Files a zarr store may hold at its root besides folders: metadata, and the chunks of a
+#: bare format-2 array (``0.0``, ``3.1.2``).
+_ROOT_FILE = re.compile(r"(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\d+([._]\d+)*)")
+_MAX_METADATA_BYTES = 64 << 20
+
+
+def _zarr_metadata(file: Path) -> bool:
+    try:
+        if file.is_symlink() or not file.is_file() or file.stat().st_size > _MAX_METADATA_BYTES:
+            return False
+        document = json.loads(file.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    if file.name == "zarr.json":
+        return document.get("zarr_format") == 3 and document.get("node_type") in ("array", "group")
+    return document.get("zarr_format") == 2
+
+
 def is_zarr_store(path: Path) -> bool:
-    """Whether ``path`` is a folder holding zarr metadata at its root."""
-    return path.is_dir() and any((path / name).is_file() for name in METADATA_FILES)
+    """Whether ``path`` is a folder that is a zarr store, and so may be replaced.
+
+    Its root must hold valid zarr metadata (``zarr.json`` of format 3, or ``.zgroup`` or
+    ``.zarray`` of format 2), and no file a zarr store does not have there: a folder of
+    someone's files with a stray or broken ``zarr.json`` is not a store.
+    """
+    if path.is_symlink() or not path.is_dir():
+        return False
+    if not any(_zarr_metadata(path / name) for name in METADATA_FILES):
+        return False
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return False
+    return all(
+        entry.is_dir(follow_symlinks=False) or _ROOT_FILE.fullmatch(entry.name)
+        for entry in entries
+    )
 
 
 def staging_path(dest: Path) -> Path:

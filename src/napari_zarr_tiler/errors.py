@@ -33,3 +33,7 @@ class DestinationError(ConversionError, OSError):
 
 class ConversionCancelled(ZarrTilerError):
     """The conversion was cancelled by its caller; the destination holds no complete store."""
+
+
+class ChunkSizeError(StoreReadError):
+    """A stored chunk would decode to far more bytes than its declared shape holds."""

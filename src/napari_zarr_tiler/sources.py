@@ -9,6 +9,7 @@ OME-Zarr (axes, physical pixel sizes, units, channel names, RGB).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import struct
@@ -210,20 +211,52 @@ def _ome_tiff_options(tiff: Any, axes: str, series_index: int) -> dict[str, Any]
     return options
 
 
+#: What tifffile logs when a file's structure is cut short or damaged; it then goes on with
+#: what it could parse (fewer pages, another series layout), which would convert silently.
+_DAMAGE_SIGNS = ("invalid page offset", "corrupt", "truncat", "invalid tag", "out of range")
+
+
+class _TiffDamageLog(logging.Handler):
+    """Collect tifffile's warnings about a damaged file while it is opened."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(sign in message.lower() for sign in _DAMAGE_SIGNS):
+            self.messages.append(message.strip().splitlines()[0])
+
+
 def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     import tifffile
 
+    damage = _TiffDamageLog()
+    tifffile_log = logging.getLogger("tifffile")
+    tifffile_log.addHandler(damage)
     try:
         tiff = tifffile.TiffFile(path)
+        try:
+            series_list = tiff.series  # parsing the series reads every page
+        except BaseException:
+            tiff.close()
+            raise
     except (tifffile.TiffFileError, OSError, ValueError, struct.error) as error:
         msg = f"{path}: not a readable TIFF image ({error})"
         raise SourceError(msg) from error
+    finally:
+        tifffile_log.removeHandler(damage)
+    if damage.messages:
+        tiff.close()
+        msg = f"{path}: the TIFF is truncated or corrupt ({damage.messages[0]}); not converted"
+        raise SourceError(msg)
     try:
-        if not 0 <= series_index < len(tiff.series):
-            available = ", ".join(f"{i} ({s.axes} {s.shape})" for i, s in enumerate(tiff.series))
+        if not 0 <= series_index < len(series_list):
+            available = ", ".join(f"{i} ({s.axes} {s.shape})" for i, s in enumerate(series_list))
             msg = f"{path}: no series {series_index}; the TIFF holds series {available or 'none'}"
             raise SourceError(msg)
-        series = tiff.series[series_index]
+        series = series_list[series_index]
         closers: list[Any] = [tiff]
         array = _contiguous_file_array(path, tiff, series) or _uncompressed_tiles(
             path, tiff, series

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 import zarr
 import zarr.errors
 
+from .bounded_codecs import bounded_decoding, limit_format2_compressor
+from .contained_store import ContainedLocalStore, file_inside
 from .destination import STAGING_MARKER
 from .errors import StoreReadError
 from .lazy_views import (
@@ -54,7 +57,19 @@ MAX_DASK_CHUNK_BYTES = 64 << 20
 #: Contrast limits are computed from the smallest level only when it is at most this many pixels.
 MAX_CONTRAST_PIXELS = 1 << 24
 #: A plain group with more arrays than this opens the first ones only.
-MAX_GROUP_LAYERS = 64
+MAX_LAYERS = 64
+#: Blocks of one lazy array at most (metadata far beyond any real image: 2^32 blocks of even
+#: 64 x 64 pixels are 2^44 pixels).
+MAX_TOTAL_BLOCKS = 1 << 32
+#: Levels of one multiscale image at most (a 2^60-pixel image has 60).
+MAX_LEVELS = 64
+#: Channels split into layers of their own at most; more stay one layer with a channel slider.
+MAX_CHANNEL_LAYERS = 64
+#: Dask blocks read at most to find contrast limits (a central crop when there are more).
+MAX_CONTRAST_BLOCKS = 256
+#: Largest metadata file read (OME-Zarr metadata is kilobytes; consolidated metadata of a
+#: store with thousands of arrays a few megabytes).
+MAX_METADATA_BYTES = 64 << 20
 
 LayerType = Literal["image", "labels"]
 
@@ -118,6 +133,36 @@ def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
         With a message naming the path and the problem: missing folder, not a zarr store,
         corrupt metadata, metadata naming missing or out-of-store arrays, unsupported dtype.
     """
+    try:
+        with bounded_decoding():
+            return _read_zarr(path)
+    except StoreReadError:
+        raise
+    except (
+        ArithmeticError,
+        LookupError,
+        MemoryError,
+        OSError,
+        RecursionError,
+        RuntimeError,
+        TypeError,
+        ValueError,
+        zarr.errors.BaseZarrError,
+    ) as error:  # corrupt or hostile metadata or chunks that zarr or a codec chokes on
+        msg = f"{path}: cannot read the store ({type(error).__name__}: {error})"
+        raise StoreReadError(msg) from error
+
+
+class _LayerBudgetSpent(Exception):
+    """More layers than :data:`MAX_LAYERS`: stop adding."""
+
+
+def _room_for_a_layer(contents: StoreContents) -> None:
+    if len(contents.layers) >= MAX_LAYERS:
+        raise _LayerBudgetSpent
+
+
+def _read_zarr(path: str | os.PathLike[str]) -> StoreContents:
     node_dir, node = open_zarr_node(path)
     contents = StoreContents(layers=[])
     name = node_dir.name.removesuffix(".zarr").removesuffix(".ome") or str(node_dir)
@@ -126,7 +171,13 @@ def read_zarr(path: str | os.PathLike[str]) -> StoreContents:
             _bare_array_layer(node, name=name, where=node_dir, notices=contents.notices)
         )
     else:
-        _group_layers(node, name=name, where=node_dir, contents=contents)
+        try:
+            _group_layers(node, name=name, where=node_dir, contents=contents)
+        except _LayerBudgetSpent:
+            contents.notices.append(
+                f"{node_dir}: the store holds more than {MAX_LAYERS} images, labels or arrays; "
+                f"opened the first {MAX_LAYERS}. Open a sub-path for the others."
+            )
     if not contents.layers:
         msg = f"{node_dir}: the zarr group holds no arrays to display"
         raise StoreReadError(msg)
@@ -175,10 +226,19 @@ def _zarr_format(node_dir: Path) -> int:
 
 
 def _check_metadata_json(node_dir: Path) -> None:
+    root = os.path.realpath(node_dir)
     for name in METADATA_FILES:
         file = node_dir / name
-        if not file.is_file():
+        if not os.path.lexists(file):
             continue
+        refusal = file_inside(root, file)
+        if refusal is None and not file.is_file():
+            refusal = "it is not a file"
+        if refusal is None and file.stat().st_size > MAX_METADATA_BYTES:
+            refusal = f"it is {file.stat().st_size / 2**20:,.0f} MiB, too large for metadata"
+        if refusal is not None:
+            msg = f"{file}: not read, {refusal}"
+            raise StoreReadError(msg)
         try:
             document = json.loads(file.read_bytes())
         except PermissionError as error:
@@ -195,7 +255,9 @@ def _check_metadata_json(node_dir: Path) -> None:
 def _open_node(node_dir: Path) -> zarr.Array | zarr.Group:
     _check_metadata_json(node_dir)
     try:
-        return zarr.open(store=str(node_dir), mode="r", zarr_format=_zarr_format(node_dir))
+        store = ContainedLocalStore(node_dir)
+        with bounded_decoding():
+            return zarr.open(store=store, mode="r", zarr_format=_zarr_format(node_dir))
     except (
         ValueError,
         TypeError,
@@ -210,7 +272,8 @@ def _open_node(node_dir: Path) -> zarr.Array | zarr.Group:
 
 def _member(group: zarr.Group, path: str, *, where: Path) -> zarr.Array | zarr.Group:
     try:
-        return group[path]
+        with bounded_decoding():
+            return group[path]
     except KeyError as error:
         msg = f"{where}: metadata names '{path}', which is missing from the store"
         raise StoreReadError(msg) from error
@@ -219,7 +282,8 @@ def _member(group: zarr.Group, path: str, *, where: Path) -> zarr.Array | zarr.G
         raise StoreReadError(msg) from error
 
 
-def _member_array(group: zarr.Group, path: str, *, where: Path) -> zarr.Array:
+def member_array(group: zarr.Group, path: str, *, where: Path) -> zarr.Array:
+    """The array at ``path`` in ``group``, or a :class:`StoreReadError` naming the problem."""
     node = _member(group, path, where=where)
     if not isinstance(node, zarr.Array):
         msg = f"{where / path}: expected an array, found a group"
@@ -279,6 +343,13 @@ def _check_block_grid(shape: tuple[int, ...], chunks: tuple[int, ...], *, where:
             "axis; refusing to index that many (is the metadata corrupt?)"
         )
         raise StoreReadError(msg)
+    if math.prod(blocks) > MAX_TOTAL_BLOCKS:
+        msg = (
+            f"{where}: shape {shape} in blocks of {chunks} makes {math.prod(blocks):,} blocks; "
+            f"refusing to index more than {MAX_TOTAL_BLOCKS:,} (re-tile the store with larger "
+            "chunks: `napari-zarr-tiler convert`)"
+        )
+        raise StoreReadError(msg)
 
 
 def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
@@ -299,6 +370,7 @@ def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
             "`napari-zarr-tiler convert` first."
         )
         raise StoreReadError(msg)
+    limit_format2_compressor(array)
     chunks = _dask_chunks(array, dtype.itemsize)
     _check_block_grid(array.shape, chunks, where=where)
     import dask.array as da
@@ -349,10 +421,22 @@ def contrast_limits_from(level: da.Array) -> tuple[float, float]:
             start = max((extent - side) // 2, 0)
             crop.append(slice(start, start + side))
         level = level[tuple(crop)]
-    import dask.array as da
-
-    low, high = da.compute(da.nanmin(level), da.nanmax(level))
-    low, high = float(low), float(high)
+    if math.prod(level.numblocks) > MAX_CONTRAST_BLOCKS:
+        # Small chunks: a central square of blocks of the first plane instead.
+        side = math.isqrt(MAX_CONTRAST_BLOCKS)
+        blocks: list[int | slice] = [0] * max(level.ndim - 2, 0)
+        for count in level.numblocks[-2:]:
+            start = max((count - side) // 2, 0)
+            blocks.append(slice(start, start + side))
+        level = level.blocks[tuple(blocks)]
+    # The bounded crop is read first and reduced in numpy: a dask reduction of a slice would
+    # build the graph of every block of the whole array (800 MB for 4 million blocks).
+    pixels = np.asarray(level.compute())
+    if pixels.size == 0:
+        return _dtype_range(dtype)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN crops
+        low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
     if not (math.isfinite(low) and math.isfinite(high)):
         return _dtype_range(dtype) if dtype.kind in "iu" else (0.0, 1.0)
     if high <= low:
@@ -441,7 +525,6 @@ def _plain_group_layers(
     group: zarr.Group, *, name: str, where: Path, contents: StoreContents
 ) -> None:
     """Open every array of a group without OME metadata as one layer named by its path."""
-    found = 0
     pending: list[tuple[zarr.Group, str]] = [(group, "")]
     while pending:
         current, prefix = pending.pop(0)
@@ -449,13 +532,7 @@ def _plain_group_layers(
             member_path = f"{prefix}{key}"
             member_where = where / member_path
             if isinstance(member, zarr.Array):
-                if found >= MAX_GROUP_LAYERS:
-                    contents.notices.append(
-                        f"{where}: the group holds more than {MAX_GROUP_LAYERS} arrays; "
-                        f"opened the first {MAX_GROUP_LAYERS}. Open a sub-path for the others."
-                    )
-                    return
-                found += 1
+                _room_for_a_layer(contents)
                 contents.layers.append(
                     _bare_array_layer(
                         member,
@@ -467,6 +544,7 @@ def _plain_group_layers(
             elif isinstance(member, zarr.Group):
                 member_ome = ome_attributes(member.attrs.asdict())
                 if "multiscales" in member_ome:
+                    _room_for_a_layer(contents)
                     _ome_image_layers(
                         member,
                         member_ome,
@@ -474,7 +552,6 @@ def _plain_group_layers(
                         where=member_where,
                         contents=contents,
                     )
-                    found += 1
                 else:
                     pending.append((member, f"{member_path}/"))
 
@@ -483,6 +560,7 @@ def _ome_image_layers(
     group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, contents: StoreContents
 ) -> None:
     is_label = "image-label" in ome
+    _room_for_a_layer(contents)
     layer = _multiscale_layer(
         group, ome, name=name, where=where, labels=is_label, notices=contents.notices
     )
@@ -517,6 +595,7 @@ def _label_layers(
             continue
         label_ome = ome_attributes(label_group.attrs.asdict())
         if "multiscales" in label_ome:
+            _room_for_a_layer(contents)
             contents.layers.append(
                 _multiscale_layer(
                     label_group,
@@ -548,11 +627,14 @@ def _multiscale_layer(
             first_path = datasets[0].get("path")
     ndim = None
     if isinstance(first_path, str):
-        ndim = _member_array(
+        ndim = member_array(
             group, safe_member_path(first_path, where=str(where)), where=where
         ).ndim
     multiscale = parse_multiscale(ome, where=str(where), ndim=ndim)
-    arrays = [_member_array(group, path, where=where) for path in multiscale.paths]
+    if len(multiscale.paths) > MAX_LEVELS:
+        msg = f"{where}: {len(multiscale.paths):,} levels declared; at most {MAX_LEVELS} are read"
+        raise StoreReadError(msg)
+    arrays = [member_array(group, path, where=where) for path in multiscale.paths]
     n_axes = len(multiscale.axes)
     for path, array in zip(multiscale.paths, arrays, strict=True):
         if array.ndim != n_axes:
@@ -562,10 +644,17 @@ def _multiscale_layer(
         lazy_array(array, where=where / path)
         for path, array in zip(multiscale.paths, arrays, strict=True)
     ]
-    # Keep levels that really shrink (napari expects decreasing sizes), finest first.
+    if 0 in levels[0].shape:
+        msg = f"{where / multiscale.paths[0]}: the image is empty (shape {levels[0].shape})"
+        raise StoreReadError(msg)
+    # Keep levels that really shrink along no axis growing (napari expects decreasing sizes),
+    # finest first; empty ones are dropped.
     kept = [0]
     for index, level in enumerate(levels[1:], start=1):
-        if math.prod(level.shape) < math.prod(levels[kept[-1]].shape):
+        previous = levels[kept[-1]].shape
+        if 0 < math.prod(level.shape) < math.prod(previous) and all(
+            side <= last for side, last in zip(level.shape, previous, strict=True)
+        ):
             kept.append(index)
     smallest = arrays[kept[-1]]
     levels = [levels[index] for index in kept]
@@ -587,6 +676,7 @@ def _multiscale_layer(
         and isinstance(tiler, dict)
         and tiler.get("rgb") is True
         and levels[0].shape[channel_axis] in (3, 4)
+        and levels[0].ndim >= 3
     ):
         # Written from an RGB layer: give napari the colour samples as the last axis again.
         levels = [da.moveaxis(level, channel_axis, -1) for level in levels]
@@ -603,6 +693,12 @@ def _multiscale_layer(
         if any(units):
             kwargs["units"] = tuple(unit or "pixel" for unit in units)
         return LayerSpec(levels, kwargs, "image")
+    if channel_axis is not None and levels[0].shape[channel_axis] > MAX_CHANNEL_LAYERS:
+        notices.append(
+            f"{where}: {levels[0].shape[channel_axis]:,} channels are shown as one layer with a "
+            f"channel slider (more than {MAX_CHANNEL_LAYERS} would each need a layer)"
+        )
+        channel_axis = None
     if channel_axis is not None:
         n_channels = levels[0].shape[channel_axis]
         for values in (scale, translate, axis_labels, units):
@@ -640,6 +736,14 @@ def _multiscale_layer(
                 kwargs["contrast_limits"] = list(contrast_limits_from(levels[-1]))
             if channel is not None and channel.color:
                 kwargs["colormap"] = channel.color
+    if not all(math.isfinite(v) and v > 0 for v in scale) or not all(
+        math.isfinite(v) for v in translate
+    ):
+        msg = (
+            f"{where}: the coordinate transformations give scale {scale} and translation "
+            f"{translate}; scales must be positive and finite, translations finite"
+        )
+        raise StoreReadError(msg)
     kwargs["scale"] = tuple(scale)
     kwargs["translate"] = tuple(translate)
     kwargs["axis_labels"] = tuple(axis_labels)

@@ -1,0 +1,96 @@
+"""A read-only zarr LocalStore that serves only regular files inside its own folder.
+
+Stores are untrusted input. zarr's LocalStore follows symbolic links wherever they point and
+reads whatever it finds, so a store could show another folder's files (``0.0 -> /etc/passwd``),
+stream ``/dev/zero`` into memory, or block forever on a named pipe. This store serves a key only
+when the file it names, with every link resolved, is a regular file inside the store's root and
+no larger than :data:`MAX_FILE_BYTES`; anything else reads as missing (a chunk shows its fill
+value, metadata is absent) and a :class:`StoreContentWarning` says why, once per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from zarr.storage import LocalStore
+
+#: Largest file the store serves: a chunk is refused above 1 GiB decoded anyway (the reader's
+#: ``MAX_CHUNK_BYTES``), and compressed data is never much larger than that.
+MAX_FILE_BYTES = (1 << 30) + (1 << 20)
+
+
+class StoreContentWarning(UserWarning):
+    """A file in a store was not read: it leads outside the store, is not a file, or is huge."""
+
+
+def file_inside(root: str, path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` may not be read as part of the store at ``root``, or None when it may.
+
+    ``root`` must already be a resolved path (``os.path.realpath``). A missing file is fine
+    (None): it reads as missing anyway.
+    """
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        return f"it leads outside the store (to {real})"
+    try:
+        status = os.stat(real)
+    except OSError:
+        return None
+    if stat.S_ISDIR(status.st_mode):
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return "it is not a regular file"
+    if status.st_size > MAX_FILE_BYTES:
+        return f"it is {status.st_size / 2**30:.1f} GiB, larger than any chunk or metadata"
+    return None
+
+
+class ContainedLocalStore(LocalStore):
+    """Read-only :class:`zarr.storage.LocalStore` limited to regular files inside ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__(root, read_only=True)
+        self._real_root = os.path.realpath(self.root)
+        self._warned: set[str] = set()
+
+    def _refusal(self, key: str) -> str | None:
+        reason = file_inside(self._real_root, self.root / key)
+        if reason is not None and key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"{self.root / key}: not read, {reason}; it reads as missing",
+                StoreContentWarning,
+                stacklevel=2,
+            )
+        return reason
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if await asyncio.to_thread(self._refusal, key) is not None:
+            return None
+        return await super().get(key, prototype, byte_range)
+
+    async def get_partial_values(
+        self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]
+    ) -> list[Any]:
+        reads = [self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+        return list(await asyncio.gather(*reads))
+
+    async def exists(self, key: str) -> bool:
+        if await asyncio.to_thread(self._refusal, key) is not None:
+            return False
+        return await super().exists(key)
+
+    def with_read_only(self, read_only: bool = True) -> ContainedLocalStore:
+        return type(self)(self.root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContainedLocalStore) and self.root == other.root
+
+    def __hash__(self) -> int:
+        return hash(Path(self.root))
