@@ -21,6 +21,8 @@ from napari_zarr_tiler.destination import staging_path
 from napari_zarr_tiler.region_writer import JOURNAL
 from napari_zarr_tiler.synthetic import synthetic_slide
 
+from .conftest import reference_mean
+
 EXE = (
     shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent)) or "napari-zarr-tiler"
 )
@@ -261,6 +263,62 @@ def test_bad_input_gets_one_line_and_nonzero_exit(
     for leftover in ("c.zarr", "e.zarr", "f.zarr", "g.zarr"):
         assert not (tmp_path / leftover).exists()
         assert not staging_path(tmp_path / leftover).exists()
+
+
+@pytest.mark.parametrize(
+    ("axes", "shape", "stored_axes", "to_stored", "channel_names"),
+    [
+        # ImageJ hyperstack / OME DimensionOrder XYCZT order: stored t, c, z, y, x.
+        ("TZCYX", (2, 5, 3, 64, 80), ["t", "c", "z", "y", "x"], (0, 2, 1, 3, 4), ["A", "B", "C"]),
+        # Planar RGB: stored as RGB (samples to a channel axis, shown as RGB again).
+        ("SYX", (3, 64, 80), ["c", "y", "x"], (0, 1, 2), None),
+        # Gray + alpha: two samples are two channels.
+        ("YXS", (64, 80, 2), ["c", "y", "x"], (2, 0, 1), None),
+        # RGB over time: napari shows RGB only with Z, so the samples become channels after t.
+        ("TYXS", (4, 64, 80, 3), ["t", "c", "y", "x"], (0, 3, 1, 2), None),
+    ],
+    ids=["tzcyx", "planar-rgb", "gray-alpha", "rgb-over-time"],
+)
+def test_tiff_axes_are_stored_in_ome_order(
+    tmp_path: Path,
+    axes: str,
+    shape: tuple[int, ...],
+    stored_axes: list[str],
+    to_stored: tuple[int, ...],
+    channel_names: list[str] | None,
+) -> None:
+    data = np.random.default_rng(3).integers(0, 250, size=shape, dtype=np.uint8)
+    src = tmp_path / "in.ome.tif"
+    metadata: dict = {"axes": axes, "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+    if "Z" in axes:
+        metadata["PhysicalSizeZ"] = 2.0
+    if channel_names:
+        metadata["Channel"] = {"Name": channel_names}
+    photometric = "rgb" if axes in ("SYX", "TYXS") else "minisblack"
+    planar = "separate" if axes == "SYX" else None
+    tifffile.imwrite(
+        src,
+        data,
+        ome=True,
+        metadata=metadata,
+        photometric=photometric,
+        planarconfig=planar,
+        extrasamples=[2] if axes == "YXS" else None,
+    )
+    dest = tmp_path / "out.zarr"
+    run("convert", str(src), str(dest), "--chunks", "32", "--quiet", check=True)
+    group = zarr.open_group(str(dest), mode="r")
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == stored_axes
+    expected = np.transpose(data, to_stored)
+    np.testing.assert_array_equal(group["0"][...], expected)
+    np.testing.assert_array_equal(group["1"][...], reference_mean(expected))
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale[-2:] == [0.5, 0.5]
+    if "Z" in axes:
+        assert scale[stored_axes.index("z")] == 2.0
+    if channel_names:
+        assert [c["label"] for c in group.attrs["ome"]["omero"]["channels"]] == channel_names
 
 
 def test_a_truncated_multi_page_tiff_is_refused_not_cut_short(tmp_path: Path) -> None:
@@ -524,13 +582,21 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
 def test_uncompressed_tiff_reads_equal_tifffile(  # read by positioned reads, not zarr
     tmp_path: Path, shape: tuple[int, ...], options: dict
 ) -> None:
-    from napari_zarr_tiler.sources import ContiguousFileArray, SourceSpec, TiledFileArray
+    from napari_zarr_tiler.sources import (
+        AxisOrderView,
+        ContiguousFileArray,
+        SourceSpec,
+        TiledFileArray,
+    )
 
     rng = np.random.default_rng(3)
     data = rng.integers(0, 60000, size=shape, dtype=np.uint16)
     path = tmp_path / "raw.tif"
     tifffile.imwrite(path, data, **options)
     array = SourceSpec(str(path)).open().array
+    if isinstance(array, AxisOrderView):  # ZCYX is stored as CZYX; the view reads the file
+        np.testing.assert_array_equal(array[1, :, 3:40], data[:, 1, 3:40])
+        array = array.array
     assert isinstance(array, ContiguousFileArray | TiledFileArray)
     np.testing.assert_array_equal(array[...], data)
     lead = (0,) * (len(shape) - 2)

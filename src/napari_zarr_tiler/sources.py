@@ -278,23 +278,81 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         raise SourceError(msg) from error
     axes = series.axes.upper()
     options: dict[str, Any] = {"name": path.name.split(".")[0]}
-    rgb = axes.endswith("S") and array.shape[-1] in (3, 4)
-    spatial_axes = axes[:-1] if rgb else axes
-    if set(spatial_axes) <= set("TCZYX") and len(set(spatial_axes)) == len(spatial_axes):
+    read_as = (
+        "read directly (uncompressed)"
+        if isinstance(array, _PositionedReads)
+        else (f"read in blocks of {array.chunks}")
+    )
+    description = (
+        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of "
+        f"{len(series_list)}, axes {axes}, {series.shape} {series.dtype}, "
+        f"{len(series.levels)} level(s), {read_as}"
+    )
+    colour = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+    order, stored_axes, rgb = ome_axis_order(axes, tuple(array.shape), colour=colour)
+    if order is not None:
+        if order != tuple(range(len(order))):
+            array = AxisOrderView(array, order)
+            description += f", stored as {stored_axes}"
+        spatial_axes = stored_axes[:-1] if rgb else stored_axes
         options["axes"] = tuple(spatial_axes.lower())
         if tiff.is_ome:
             options.update(_ome_tiff_options(tiff, spatial_axes, series_index))
     options["rgb"] = rgb
-    description = (
-        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of {len(tiff.series)}, axes {axes}, {series.shape} "
-        f"{series.dtype}, {len(series.levels)} level(s), "
-        + (
-            "read directly (uncompressed)"
-            if isinstance(array, _PositionedReads)
-            else f"read in blocks of {array.chunks}"
-        )
-    )
     return OpenSource(array, options, description, closers)
+
+
+def ome_axis_order(
+    axes: str, shape: tuple[int, ...], *, colour: bool = True
+) -> tuple[tuple[int, ...] | None, str, bool]:
+    """How to store a TIFF series with tifffile's ``axes`` as OME-Zarr (order t, c, z, y, x).
+
+    Returns the permutation of the file's axes (None when they cannot be mapped: then they are
+    stored as they are, with default names), the axes in stored order, and whether the image is
+    RGB(A): 3 or 4 samples per pixel (``S``, contiguous or planar) of a ``colour`` image
+    (photometric RGB) and neither ``C`` nor ``T`` (napari shows RGB with Z, not with time or
+    channels). Other samples become the channel axis.
+    """
+    axes = axes.upper()
+    rgb = False
+    if "S" in axes:
+        samples = shape[axes.index("S")]
+        if colour and samples in (3, 4) and "C" not in axes and "T" not in axes:
+            rgb = True
+        elif "C" not in axes:
+            axes = axes.replace("S", "C")
+        else:
+            return None, axes, False
+    spatial = axes.replace("S", "") if rgb else axes
+    if (
+        not set(spatial) <= set("TCZYX")
+        or len(set(spatial)) != len(spatial)
+        or not {"Y", "X"} <= set(spatial)
+    ):
+        return None, axes, False
+    canonical = "".join(a for a in "TCZYX" if a in spatial) + ("S" if rgb else "")
+    return tuple(axes.index(a) for a in canonical), canonical, rgb
+
+
+class AxisOrderView:
+    """A lazy view of an array with its axes permuted: ``view[key]`` reads ``array`` in its own
+    order and transposes only the block read."""
+
+    def __init__(self, array: Any, order: tuple[int, ...]) -> None:
+        self.array = array
+        self.order = order
+        self.shape = tuple(int(array.shape[axis]) for axis in order)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        starts, stops, squeeze = basic_index(key, self.shape)
+        source_key: list[slice] = [slice(None)] * self.ndim
+        for axis, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+            source_key[self.order[axis]] = slice(start, stop)
+        block = np.asarray(self.array[tuple(source_key)])
+        block = np.transpose(block, self.order)
+        return np.ascontiguousarray(block.squeeze(axis=tuple(squeeze)) if squeeze else block)
 
 
 def _contiguous_file_array(path: Path, tiff: Any, series: Any) -> ContiguousFileArray | None:
