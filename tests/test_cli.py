@@ -321,6 +321,32 @@ def test_tiff_axes_are_stored_in_ome_order(
         assert [c["label"] for c in group.attrs["ome"]["omero"]["channels"]] == channel_names
 
 
+def test_reconverting_an_ome_zarr_keeps_its_channels(tmp_path: Path) -> None:
+    from napari_zarr_tiler import convert
+
+    image = np.random.default_rng(0).integers(0, 255, (2, 300, 400), dtype=np.uint8)
+    convert(
+        image,
+        tmp_path / "a.zarr",
+        axes=("c", "y", "x"),
+        scale=(1.0, 0.25, 0.25),
+        units=(None, "micrometer", "micrometer"),
+        channel_names=("DAPI", "GFP"),
+        colors=("#0000ff", "#00ff00"),
+        contrast_limits=((10, 100), (5, 50)),
+    )
+    run("convert", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), "--chunks", "128",
+        "--quiet", check=True)  # fmt: skip
+    before = zarr.open_group(str(tmp_path / "a.zarr"), mode="r").attrs["ome"]
+    after = zarr.open_group(str(tmp_path / "b.zarr"), mode="r").attrs["ome"]
+    assert after["omero"]["channels"] == before["omero"]["channels"]
+    assert after["multiscales"][0]["axes"] == before["multiscales"][0]["axes"]
+    assert (
+        after["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+        == before["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    )
+
+
 def test_a_truncated_multi_page_tiff_is_refused_not_cut_short(tmp_path: Path) -> None:
     """tifffile opens what it can of a cut stack (fewer pages); converting that would lose planes."""
     stack = np.arange(7 * 300 * 500, dtype=np.uint16).reshape(7, 300, 500)
@@ -483,6 +509,22 @@ def test_interrupt_then_resume_gives_the_same_store(
     assert len(untouched) >= 100, len(untouched)
     if damage == "truncate":
         assert Path("0", "0") not in untouched
+
+
+def test_a_second_conversion_to_the_same_destination_waits_its_turn(
+    tmp_path: Path, big_tiff: Path, reference_store: Path
+) -> None:
+    """It is refused while the first runs (never takes over or deletes its partial store)."""
+    dest = tmp_path / "out.zarr"
+    first = _start_slow_conversion(big_tiff, dest)
+    _wait_for_journal(dest, 1, first)
+    second = run("convert", str(big_tiff), str(dest), *SLOW_OPTIONS)
+    assert_one_line_error(second, "another conversion to this destination is running")
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert tree_bytes(dest) == tree_bytes(reference_store)
+    assert not staging_path(dest).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from .destination import (
     check_destination,
     commit_staging,
     has_partial_store,
+    release_staging,
 )
 from .direct_io import choose_direct_io
 from .errors import (
@@ -783,6 +784,8 @@ def convert(
             msg = f"{dest_path}: writing failed ({reason}); {kept}"
             raise DestinationError(msg) from error
         raise
+    finally:
+        release_staging(staging)
     return ConversionResult(
         dest_path,
         plan,

@@ -9,6 +9,7 @@ not one is never deleted.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -145,27 +146,79 @@ def has_partial_store(dest: Path) -> bool:
     return (staging_path(dest) / STAGING_MARKER).is_file()
 
 
-def begin_staging(dest: Path, *, resume: bool = False) -> Path:
-    """Create (or, with ``resume``, reuse) the staging folder of ``dest``.
+#: Locks on the staging folders this process writes into (held for the whole conversion).
+_HELD: dict[Path, int] = {}
 
-    A stale staging folder from an earlier interrupted run is removed unless resuming;
-    only folders carrying this package's marker file are ever removed.
+
+def _lock_folder(folder: Path) -> int | None:
+    """An open descriptor of ``folder`` holding an exclusive lock on it, or None if another
+    process holds one (locks follow the folder through renames and end with the process)."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _busy(dest: Path) -> DestinationError:
+    return DestinationError(
+        f"{dest}: another conversion to this destination is running; wait for it to finish "
+        "or choose another name"
+    )
+
+
+def begin_staging(dest: Path, *, resume: bool = False) -> Path:
+    """Create (or, with ``resume``, reuse) the staging folder of ``dest``, locked for this run.
+
+    A stale staging folder from an earlier interrupted run is removed unless resuming; only
+    folders carrying this package's marker file are ever removed, and never one that another
+    conversion is writing into (its lock is held). The new folder is prepared under a unique
+    name and renamed into place, so two runs cannot both take it.
     """
     staging = staging_path(dest)
     if staging.exists():
+        if staging.is_symlink() or not staging.is_dir():
+            msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
+            raise DestinationError(msg)
+        lock = _lock_folder(staging)
+        if lock is None:
+            raise _busy(dest)
         if resume and has_partial_store(dest):
+            _HELD[staging] = lock
             return staging
         if not (staging / STAGING_MARKER).is_file():
+            os.close(lock)
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
             raise DestinationError(msg)
         shutil.rmtree(staging)
+        os.close(lock)
+    fresh = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    lock = None
     try:
-        staging.mkdir()
-        (staging / STAGING_MARKER).write_text("incomplete conversion; safe to delete\n")
+        fresh.mkdir()
+        (fresh / STAGING_MARKER).write_text("incomplete conversion; safe to delete\n")
+        lock = _lock_folder(fresh)
+        fresh.rename(staging)  # fails if another run took the name meanwhile
     except OSError as error:
+        if lock is not None:
+            os.close(lock)
+        shutil.rmtree(fresh, ignore_errors=True)
+        if staging.exists():
+            raise _busy(dest) from error
         msg = f"{staging}: cannot write ({error.strerror or error})"
         raise DestinationError(msg) from error
+    assert lock is not None
+    _HELD[staging] = lock
     return staging
+
+
+def release_staging(staging: Path) -> None:
+    """Let go of the lock :func:`begin_staging` took (the folder itself stays as it is)."""
+    lock = _HELD.pop(staging, None)
+    if lock is not None:
+        os.close(lock)
 
 
 def commit_staging(staging: Path, dest: Path) -> None:

@@ -24,7 +24,7 @@ import zarr
 from .basic_indexing import basic_index
 from .errors import SourceError, StoreReadError
 from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
-from .store_layers import open_zarr_node
+from .store_layers import member_array, open_zarr_node
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".qptiff")
 SAMPLES = ("slide_uint8", "slide_uint16")
@@ -160,10 +160,9 @@ def _open_zarr(path: Path) -> OpenSource:
         raise SourceError(msg)
     try:
         multiscale = parse_multiscale(ome, where=str(node_dir))
-        array = node[multiscale.paths[0]]
-    except (StoreReadError, KeyError) as error:
-        msg = f"{node_dir}: {error}"
-        raise SourceError(msg) from error
+        array = member_array(node, multiscale.paths[0], where=node_dir)
+    except StoreReadError as error:
+        raise SourceError(str(error)) from error
     options: dict[str, Any] = {
         "name": multiscale.name or name,
         "axes": tuple(axis.name for axis in multiscale.axes),
@@ -173,10 +172,13 @@ def _open_zarr(path: Path) -> OpenSource:
     }
     if "image-label" in ome:
         options["label"] = True  # re-tiled labels keep nearest-neighbour levels and their kind
-    if multiscale.channels:
-        options["channel_names"] = tuple(
-            c.label or f"c{i}" for i, c in enumerate(multiscale.channels)
-        )
+    channels = multiscale.channels
+    if channels:
+        options["channel_names"] = tuple(c.label or f"c{i}" for i, c in enumerate(channels))
+        if all(c.color for c in channels):
+            options["colors"] = tuple(str(c.color) for c in channels)
+        if all(c.window for c in channels):
+            options["contrast_limits"] = tuple(c.window for c in channels)
     return OpenSource(
         array, options, f"OME-Zarr level 0 {array.shape} {array.dtype}, chunks {array.chunks}"
     )
