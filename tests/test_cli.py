@@ -193,6 +193,19 @@ def test_info_describes_a_store(tmp_path: Path, image: np.ndarray) -> None:
     assert "codecs zstd (level 3)" in out  # named as the options spell it, with the level
 
 
+def test_info_lists_the_images_of_a_bioformats2raw_collection(
+    tmp_path: Path, image: np.ndarray
+) -> None:
+    root = tmp_path / "b2r.zarr"
+    zarr.open_group(str(root), mode="w", zarr_format=2).attrs.put({"bioformats2raw.layout": 3})
+    for series in ("0", "1", "10", "2"):
+        zarr.open_group(str(root / series), mode="w", zarr_format=2)
+        zarr.create_array(str(root / series / "0"), data=image[:64, :64], zarr_format=2)
+    out = run("info", str(root), check=True).stdout
+    assert "bioformats2raw collection" in out
+    assert "groups: 0, 1, 2, 10 (describe one with" in out
+
+
 @pytest.mark.parametrize(
     ("options", "codec"),
     [
@@ -246,6 +259,10 @@ def test_resume_of_a_complete_store_is_refused_and_of_nothing_starts_afresh(
         (
             ["convert", "{tmp}/img.npy", "{tmp}/g.zarr", "--shards", "1024", "--zarr-format", "2"],
             "zarr format 3",
+        ),
+        (
+            ["convert", "{tmp}/img.npy", "{tmp}/h.zarr", "--compressor", "none", "--clevel", "5"],
+            "no effect without a compressor",
         ),
         (["info", "{tmp}/notes.txt"], "not a zarr store"),
     ],

@@ -242,9 +242,20 @@ def describe_store(path: str | os.PathLike[str]) -> str:
         ome = ome_attributes(node.attrs.asdict())
         if "multiscales" not in ome:
             arrays = sorted(key for key, _ in node.arrays())
-            lines.append(
-                f"  zarr group without OME metadata; arrays: {', '.join(arrays) or 'none'}"
+            groups = sorted(node.group_keys(), key=lambda k: (not k.isdigit(), len(k), k))
+            shown = ", ".join(groups[:20]) + (
+                f" ... ({len(groups):,} in all)" if len(groups) > 20 else ""
             )
+            kind = (
+                "bioformats2raw collection (one image per group)"
+                if "bioformats2raw.layout" in ome
+                else "zarr group without OME metadata"
+            )
+            lines.append(f"  {kind}; arrays: {', '.join(arrays) or 'none'}")
+            if groups:
+                lines.append(
+                    f"  groups: {shown} (describe one with `info {node_dir / groups[0]}`)"
+                )
             levels = [
                 (key, member_array(node, key, where=node_dir), node_dir / key) for key in arrays
             ]

@@ -40,6 +40,9 @@ def compressor_codecs(
         msg = f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}"
         raise InvalidOptionError(msg)
     if compressor == "none":
+        if clevel is not None:
+            msg = f"clevel {clevel} has no effect without a compressor (compressor 'none')"
+            raise InvalidOptionError(msg)
         return None
     level = DEFAULT_LEVELS[compressor] if clevel is None else int(clevel)
     low, high = LEVEL_RANGES[compressor]
