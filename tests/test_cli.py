@@ -364,6 +364,19 @@ def test_reconverting_an_ome_zarr_keeps_its_channels(tmp_path: Path) -> None:
     )
 
 
+def test_a_stack_of_rgb_pages_stays_rgb(tmp_path: Path) -> None:
+    """tifffile names the page axis of a plain multi-page RGB TIFF Q: stored as it was, RGB."""
+    data = np.random.default_rng(4).integers(0, 250, size=(5, 64, 80, 3), dtype=np.uint8)
+    src = tmp_path / "pages.tif"
+    tifffile.imwrite(src, data, photometric="rgb")
+    dest = tmp_path / "pages.zarr"
+    run("convert", str(src), str(dest), "--chunks", "32", "--quiet", check=True)
+    group = zarr.open_group(str(dest), mode="r")
+    np.testing.assert_array_equal(group["0"][...], np.moveaxis(data, -1, 0))
+    assert group["1"].shape == (3, 5, 32, 40)
+    assert group.attrs["napari-zarr-tiler"]["rgb"] is True
+
+
 def test_a_truncated_multi_page_tiff_is_refused_not_cut_short(tmp_path: Path) -> None:
     """tifffile opens what it can of a cut stack (fewer pages); converting that would lose planes."""
     stack = np.arange(7 * 300 * 500, dtype=np.uint16).reshape(7, 300, 500)

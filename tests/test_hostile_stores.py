@@ -220,3 +220,59 @@ def test_metadata_nested_beyond_recursion_is_a_store_error(tmp_path: Path) -> No
     (store / ".zattrs").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(StoreReadError, match="RecursionError"):
         read_zarr(store)
+
+
+def test_a_shard_file_larger_than_any_single_read_is_read_in_ranges(tmp_path: Path) -> None:
+    """The per-read cap applies to what is read, not to a shard file's size."""
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+
+    path = tmp_path / "big_shard.zarr"
+    array = zarr.create_array(
+        str(path),
+        shape=(256, 256),
+        chunks=(256, 256),
+        dtype="uint16",
+        serializer=ShardingCodec(
+            chunk_shape=(32, 32), codecs=[BytesCodec(), ZstdCodec()], index_location="start"
+        ),
+        compressors=None,
+        filters=None,
+    )
+    image = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
+    array[...] = image
+    os.truncate(path / "c" / "0" / "0", (1 << 30) + (2 << 20))  # a sparse tail past the index
+    data = read_zarr(path).layers[0].data[0]
+    np.testing.assert_array_equal(data.compute(), image)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_gzip_chunks_are_store_errors(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "gz.zarr"
+    zarr.create_array(
+        str(path),
+        data=np.arange(64 * 64, dtype=np.uint16).reshape(64, 64),
+        chunks=(64, 64),
+        compressors=[zarr.codecs.GzipCodec()],
+    )
+    chunk = path / "c" / "0" / "0"
+    good = chunk.read_bytes()
+    chunk.write_bytes(b"\x00" * 100 if damage == "garbage" else good[: len(good) // 2])
+    with pytest.raises(StoreReadError, match="not valid gzip or zlib"):
+        read_zarr(path)
+
+
+def test_rgb_images_get_the_scale_check_too(tmp_path: Path) -> None:
+    from napari_zarr_tiler import convert
+
+    path = tmp_path / "rgb.zarr"
+    convert(np.zeros((64, 64, 3), dtype=np.uint8), path, rgb=True)
+    group = zarr.open_group(str(path), mode="a")
+    attrs = group.attrs.asdict()
+    attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [
+        1.0,
+        0.0,
+        -1.0,
+    ]
+    group.attrs.put(attrs)
+    with pytest.raises(StoreReadError, match="scales must be positive"):
+        read_zarr(path)

@@ -17,6 +17,7 @@ import gzip
 import io
 import math
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -29,10 +30,11 @@ import zarr.registry
 from numcodecs.compat import ensure_bytes, ndarray_copy
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
-from .errors import ChunkSizeError
+from .errors import ChunkSizeError, StoreReadError
 
-#: Room above a chunk's declared size: checksums and headers of chained codecs.
-SLACK_BYTES = 64 << 10
+#: Room above a chunk's declared size: checksums and headers of chained codecs, and one zstd
+#: block of up to 128 KiB (a frame without a declared size is bounded block by block).
+SLACK_BYTES = 192 << 10
 #: Limit of a format-2 compressor before the array it belongs to is known (1 GiB: the reader
 #: refuses larger chunks anyway).
 DEFAULT_LIMIT = 1 << 30
@@ -98,13 +100,27 @@ def blosc_decoded_size(data: bytes | memoryview) -> int | None:
 
 
 def inflate_bounded(data: bytes, limit: int) -> bytes:
-    """Decompress gzip or zlib ``data``; raise :class:`ChunkSizeError` past ``limit`` bytes."""
-    if data[:2] == b"\x1f\x8b":
-        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as stream:
-            out = stream.read(limit + 1)
-    else:
-        decompressor = zlib.decompressobj()
-        out = decompressor.decompress(data, limit + 1)
+    """Decompress gzip or zlib ``data``; raise :class:`ChunkSizeError` past ``limit`` bytes.
+
+    Raises
+    ------
+    ChunkSizeError
+        When the data decodes to more than ``limit`` bytes.
+    StoreReadError
+        When the data is not complete, valid gzip or zlib.
+    """
+    try:
+        if data[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as stream:
+                out = stream.read(limit + 1)
+        else:
+            decompressor = zlib.decompressobj()
+            out = decompressor.decompress(data, limit + 1)
+            if len(out) <= limit and not decompressor.eof:
+                raise EOFError("the compressed data ends early")
+    except (OSError, EOFError, zlib.error) as error:
+        msg = f"a chunk is not valid gzip or zlib data ({error})"
+        raise StoreReadError(msg) from error
     if len(out) > limit:
         raise ChunkSizeError(_message(limit))
     return out
@@ -201,19 +217,44 @@ def limit_format2_compressor(array: zarr.Array) -> None:
         compressor.max_decoded = decoded_limit(nbytes, 8 if array.metadata.filters else 2)
 
 
+_installed = threading.Lock()
+_users = 0
+_saved_v2: dict[str, Any] = {}
+_saved_v3: dict[str, Any] = {}
+
+
 @contextlib.contextmanager
 def bounded_decoding() -> Iterator[None]:
-    """Arrays opened within use the bounded zstd, gzip and blosc codecs."""
-    registry = numcodecs.registry.codec_registry
-    saved = {key: registry.get(key) for key in _V2}
-    registry.update(_V2)
+    """Arrays opened within use the bounded zstd, gzip and blosc codecs.
+
+    The codec choice is process-wide (zarr's configuration, numcodecs' registry): it is
+    installed while any thread is inside, and restored when the last one leaves. Arrays other
+    threads open meanwhile get the bounded codecs too, which decode the same data the same way.
+    """
+    global _users
+    with _installed:
+        if _users == 0:
+            registry = numcodecs.registry.codec_registry
+            _saved_v2.update({key: registry.get(key) for key in _V2})
+            registry.update(_V2)
+            codecs = zarr.config.get("codecs")
+            _saved_v3.update({key: codecs.get(key) for key in _V3})
+            zarr.config.set(
+                {f"codecs.{k}": f"{c.__module__}.{c.__qualname__}" for k, c in _V3.items()}
+            )
+        _users += 1
     try:
-        qualnames = {f"codecs.{k}": f"{c.__module__}.{c.__qualname__}" for k, c in _V3.items()}
-        with zarr.config.set(qualnames):
-            yield
+        yield
     finally:
-        for key, cls in saved.items():
-            if cls is None:
-                registry.pop(key, None)
-            else:
-                registry[key] = cls
+        with _installed:
+            _users -= 1
+            if _users == 0:
+                registry = numcodecs.registry.codec_registry
+                for key, cls in _saved_v2.items():
+                    if cls is None:
+                        registry.pop(key, None)
+                    else:
+                        registry[key] = cls
+                zarr.config.set({f"codecs.{k}": v for k, v in _saved_v3.items()})
+                _saved_v2.clear()
+                _saved_v3.clear()

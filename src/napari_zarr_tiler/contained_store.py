@@ -11,6 +11,7 @@ value, metadata is absent) and a :class:`StoreContentWarning` says why, once per
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import stat
 import warnings
@@ -18,22 +19,30 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.storage import LocalStore
 
-#: Largest file the store serves: a chunk is refused above 1 GiB decoded anyway (the reader's
-#: ``MAX_CHUNK_BYTES``), and compressed data is never much larger than that.
-MAX_FILE_BYTES = (1 << 30) + (1 << 20)
+#: Largest read the store serves: a chunk is refused above 1 GiB decoded anyway (the reader's
+#: ``MAX_CHUNK_BYTES``), and compressed data is never much larger than that. A shard file may
+#: be larger: it is read in ranges, each of which is held to this.
+MAX_READ_BYTES = (1 << 30) + (1 << 20)
+#: Largest metadata document served (OME-Zarr metadata is kilobytes).
+MAX_METADATA_BYTES = 64 << 20
+_METADATA_KEYS = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
 
 
 class StoreContentWarning(UserWarning):
     """A file in a store was not read: it leads outside the store, is not a file, or is huge."""
 
 
-def file_inside(root: str, path: str | os.PathLike[str]) -> str | None:
+def file_inside(
+    root: str, path: str | os.PathLike[str], *, max_bytes: int | None = MAX_READ_BYTES
+) -> str | None:
     """Why ``path`` may not be read as part of the store at ``root``, or None when it may.
 
     ``root`` must already be a resolved path (``os.path.realpath``). A missing file is fine
-    (None): it reads as missing anyway.
+    (None): it reads as missing anyway. Files larger than ``max_bytes`` (None: any size) are
+    refused.
     """
     real = os.path.realpath(path)
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
@@ -46,9 +55,23 @@ def file_inside(root: str, path: str | os.PathLike[str]) -> str | None:
         return None
     if not stat.S_ISREG(status.st_mode):
         return "it is not a regular file"
-    if status.st_size > MAX_FILE_BYTES:
-        return f"it is {status.st_size / 2**30:.1f} GiB, larger than any chunk or metadata"
+    if max_bytes is not None and status.st_size > max_bytes:
+        return f"it is {status.st_size / 2**20:,.0f} MiB, more than is ever read at once"
     return None
+
+
+def _wanted_bytes(path: Path, byte_range: Any) -> int:
+    """Bytes a ranged read of ``path`` asks for."""
+    if isinstance(byte_range, RangeByteRequest):
+        return max(byte_range.end - byte_range.start, 0)
+    if isinstance(byte_range, SuffixByteRequest):
+        return byte_range.suffix
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return 0
+    offset = byte_range.offset if isinstance(byte_range, OffsetByteRequest) else 0
+    return max(size - offset, 0)
 
 
 class ContainedLocalStore(LocalStore):
@@ -59,8 +82,20 @@ class ContainedLocalStore(LocalStore):
         self._real_root = os.path.realpath(self.root)
         self._warned: set[str] = set()
 
-    def _refusal(self, key: str) -> str | None:
-        reason = file_inside(self._real_root, self.root / key)
+    def _refusal(self, key: str, byte_range: Any = None, *, reading: bool = True) -> str | None:
+        path = self.root / key
+        metadata = key.rsplit("/", 1)[-1] in _METADATA_KEYS
+        limit = MAX_METADATA_BYTES if metadata else MAX_READ_BYTES
+        if not reading:
+            reason = file_inside(self._real_root, path, max_bytes=None)
+        elif byte_range is not None and not metadata:
+            # A range of a shard: what is read is the range, whatever the file's size.
+            reason = file_inside(self._real_root, path, max_bytes=None)
+            wanted = _wanted_bytes(path, byte_range)
+            if reason is None and wanted > limit:
+                reason = f"a read of {wanted / 2**20:,.0f} MiB, more than is ever read at once"
+        else:
+            reason = file_inside(self._real_root, path, max_bytes=limit)
         if reason is not None and key not in self._warned:
             self._warned.add(key)
             warnings.warn(
@@ -71,7 +106,7 @@ class ContainedLocalStore(LocalStore):
         return reason
 
     async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
-        if await asyncio.to_thread(self._refusal, key) is not None:
+        if await asyncio.to_thread(self._refusal, key, byte_range) is not None:
             return None
         return await super().get(key, prototype, byte_range)
 
@@ -82,7 +117,7 @@ class ContainedLocalStore(LocalStore):
         return list(await asyncio.gather(*reads))
 
     async def exists(self, key: str) -> bool:
-        if await asyncio.to_thread(self._refusal, key) is not None:
+        if await asyncio.to_thread(functools.partial(self._refusal, key, reading=False)):
             return False
         return await super().exists(key)
 

@@ -9,12 +9,14 @@ not one is never deleted.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
 from .errors import DestinationError
@@ -25,7 +27,9 @@ METADATA_FILES = ("zarr.json", ".zgroup", ".zarray")
 
 #: Files a zarr store may hold at its root besides folders: metadata, and the chunks of a
 #: bare format-2 array (``0.0``, ``3.1.2``).
-_ROOT_FILE = re.compile(r"(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\d+([._]\d+)*)")
+_ROOT_FILE = re.compile(
+    r"(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\.DS_Store|c?(\.?\d+)([._]\d+)*)"
+)
 _MAX_METADATA_BYTES = 64 << 20
 
 
@@ -150,15 +154,29 @@ def has_partial_store(dest: Path) -> bool:
 _HELD: dict[Path, int] = {}
 
 
+#: Where a filesystem cannot lock (some network filesystems): go on without the lock.
+_NO_LOCKING = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
 def _lock_folder(folder: Path) -> int | None:
-    """An open descriptor of ``folder`` holding an exclusive lock on it, or None if another
-    process holds one (locks follow the folder through renames and end with the process)."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    """A descriptor of ``folder``'s marker file holding an exclusive lock on it, or None if
+    another process holds one. The marker moves with the folder when it is renamed; the lock
+    ends with the process. Raises FileNotFoundError without a marker."""
+    descriptor = os.open(folder / STAGING_MARKER, os.O_RDWR)  # NFS locks need a writable fd
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
         return None
+    except OSError as error:
+        if error.errno not in _NO_LOCKING:
+            os.close(descriptor)
+            raise
+        warnings.warn(
+            f"{folder}: this filesystem cannot lock files; make sure no other conversion "
+            "writes to the same destination",
+            stacklevel=3,
+        )
     return descriptor
 
 
@@ -182,16 +200,19 @@ def begin_staging(dest: Path, *, resume: bool = False) -> Path:
         if staging.is_symlink() or not staging.is_dir():
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
             raise DestinationError(msg)
-        lock = _lock_folder(staging)
-        if lock is None:
-            raise _busy(dest)
-        if resume and has_partial_store(dest):
-            _HELD[staging] = lock
-            return staging
         if not (staging / STAGING_MARKER).is_file():
-            os.close(lock)
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
             raise DestinationError(msg)
+        try:
+            lock = _lock_folder(staging)
+        except OSError as error:
+            msg = f"{staging}: cannot open ({error.strerror or error})"
+            raise DestinationError(msg) from error
+        if lock is None:
+            raise _busy(dest)
+        if resume:
+            _HELD[staging] = lock
+            return staging
         shutil.rmtree(staging)
         os.close(lock)
     fresh = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"

@@ -292,7 +292,11 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     )
     colour = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
     order, stored_axes, rgb = ome_axis_order(axes, tuple(array.shape), colour=colour)
-    if order is not None:
+    if order is None:
+        # Axes tifffile could not name (Q, I ...): stored in the file's order; trailing colour
+        # samples still make an RGB image.
+        rgb = axes.endswith("S") and array.shape[-1] in (3, 4)
+    else:
         if order != tuple(range(len(order))):
             array = AxisOrderView(array, order)
             description += f", stored as {stored_axes}"

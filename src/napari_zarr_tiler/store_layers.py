@@ -24,7 +24,7 @@ import zarr
 import zarr.errors
 
 from .bounded_codecs import bounded_decoding, limit_format2_compressor
-from .contained_store import ContainedLocalStore, file_inside
+from .contained_store import MAX_METADATA_BYTES, ContainedLocalStore, file_inside
 from .destination import STAGING_MARKER
 from .errors import StoreReadError
 from .lazy_views import (
@@ -67,9 +67,6 @@ MAX_LEVELS = 64
 MAX_CHANNEL_LAYERS = 64
 #: Dask blocks read at most to find contrast limits (a central crop when there are more).
 MAX_CONTRAST_BLOCKS = 256
-#: Largest metadata file read (OME-Zarr metadata is kilobytes; consolidated metadata of a
-#: store with thousands of arrays a few megabytes).
-MAX_METADATA_BYTES = 64 << 20
 
 LayerType = Literal["image", "labels"]
 
@@ -667,6 +664,14 @@ def _multiscale_layer(
     translate = list(multiscale.translations[0])
     axis_labels = [axis.name for axis in multiscale.axes]
     units = [valid_unit(axis) for axis in multiscale.axes]
+    if not all(math.isfinite(v) and v > 0 for v in scale) or not all(
+        math.isfinite(v) for v in translate
+    ):
+        msg = (
+            f"{where}: the coordinate transformations give scale {scale} and translation "
+            f"{translate}; scales must be positive and finite, translations finite"
+        )
+        raise StoreReadError(msg)
     display_name = name
     kwargs: dict[str, Any] = {"multiscale": len(levels) > 1}
     channel_axis = None if labels else multiscale.channel_axis
@@ -736,14 +741,6 @@ def _multiscale_layer(
                 kwargs["contrast_limits"] = list(contrast_limits_from(levels[-1]))
             if channel is not None and channel.color:
                 kwargs["colormap"] = channel.color
-    if not all(math.isfinite(v) and v > 0 for v in scale) or not all(
-        math.isfinite(v) for v in translate
-    ):
-        msg = (
-            f"{where}: the coordinate transformations give scale {scale} and translation "
-            f"{translate}; scales must be positive and finite, translations finite"
-        )
-        raise StoreReadError(msg)
     kwargs["scale"] = tuple(scale)
     kwargs["translate"] = tuple(translate)
     kwargs["axis_labels"] = tuple(axis_labels)
