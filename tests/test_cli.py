@@ -779,3 +779,26 @@ def test_uncompressed_tiff_regions_read_only_their_bytes(tmp_path: Path) -> None
     total, peak_mb = map(int, result.stdout.split())
     assert total == sum(range(0, 20, 4)) * 5  # the right rows were read
     assert peak_mb < 150, f"peak {peak_mb} MB after reading a 200 MB file"
+
+
+def test_a_tiff_of_huge_compressed_strips_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One compressed strip is decoded whole for every region that touches it: refused past a
+    size, with what to do instead; smaller strips convert."""
+    from napari_zarr_tiler import sources
+    from napari_zarr_tiler.errors import SourceError
+    from napari_zarr_tiler.sources import SourceSpec
+
+    data = np.arange(512 * 600, dtype=np.uint16).reshape(512, 600)
+    path = tmp_path / "one_strip.tif"
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=512)
+    monkeypatch.setattr(sources, "MAX_SEGMENT_BYTES", 512 * 600 * 2 - 1)
+    with pytest.raises(SourceError, match="each compressed strip holds"):
+        SourceSpec(str(path)).open()
+    monkeypatch.setattr(sources, "MAX_SEGMENT_BYTES", 512 * 600 * 2)
+    opened = SourceSpec(str(path)).open()
+    try:
+        np.testing.assert_array_equal(opened.array[100:200, 50:60], data[100:200, 50:60])
+    finally:
+        opened.close()

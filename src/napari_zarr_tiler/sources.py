@@ -267,7 +267,8 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
             closers.insert(0, array)
         else:
             # Compressed or scattered data: tifffile's zarr interface decodes the tiles or strips
-            # a region needs, lazily.
+            # a region needs, lazily; each is decoded whole, so each must be of a sane size.
+            _check_segment_size(path, series.keyframe)
             store = series.aszarr(level=0)
             closers.insert(0, store)
             array = zarr.open(store, mode="r")
@@ -359,6 +360,29 @@ class AxisOrderView:
         block = np.asarray(self.array[tuple(source_key)])
         block = np.transpose(block, self.order)
         return np.ascontiguousarray(block.squeeze(axis=tuple(squeeze)) if squeeze else block)
+
+
+#: Largest compressed strip or tile decoded (each is decoded whole, several at once): a TIFF
+#: saved as one compressed strip would otherwise be decoded whole for every region.
+MAX_SEGMENT_BYTES = 256 << 20
+
+
+def _check_segment_size(path: Path, page: Any) -> None:
+    """Refuse a TIFF whose compressed strips or tiles are too large to decode one at a time."""
+    if page.is_tiled:
+        rows, width = page.tilelength, page.tilewidth
+    else:
+        rows, width = min(page.rowsperstrip, page.imagelength), page.imagewidth
+    samples = page.samplesperpixel if page.planarconfig == 1 else 1
+    segment = rows * width * samples * np.dtype(page.dtype).itemsize
+    if segment > MAX_SEGMENT_BYTES:
+        kind = "tile" if page.is_tiled else "strip"
+        msg = (
+            f"{path}: each compressed {kind} holds {segment / 2**20:,.0f} MiB of pixels, and "
+            f"converting decodes whole {kind}s (at most {MAX_SEGMENT_BYTES >> 20} MiB); save "
+            "the image tiled (e.g. tifffile.imwrite(..., tile=(512, 512))) or uncompressed"
+        )
+        raise SourceError(msg)
 
 
 def _contiguous_file_array(path: Path, tiff: Any, series: Any) -> ContiguousFileArray | None:
