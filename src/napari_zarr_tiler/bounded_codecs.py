@@ -27,7 +27,7 @@ import numcodecs.registry
 import numpy as np
 import zarr
 import zarr.registry
-from numcodecs.compat import ensure_bytes, ndarray_copy
+from numcodecs.compat import ensure_bytes, ensure_contiguous_ndarray, ndarray_copy
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
 from .errors import ChunkSizeError, StoreReadError
@@ -48,7 +48,7 @@ def decoded_limit(nbytes: int, factor: int = 2) -> int:
     return factor * nbytes + SLACK_BYTES
 
 
-def zstd_decoded_bound(data: bytes | memoryview) -> int | None:
+def zstd_decoded_bound(data: bytes | memoryview | np.ndarray) -> int | None:
     """An upper bound of what the zstd frames in ``data`` decode to, or None if not zstd.
 
     A frame's declared content size when it has one; otherwise the sum over its blocks (raw
@@ -91,7 +91,7 @@ def zstd_decoded_bound(data: bytes | memoryview) -> int | None:
     return total
 
 
-def blosc_decoded_size(data: bytes | memoryview) -> int | None:
+def blosc_decoded_size(data: bytes | memoryview | np.ndarray) -> int | None:
     """The uncompressed size a blosc header states, or None when there is no header."""
     view = memoryview(data).cast("B")
     if len(view) < 16:
@@ -186,13 +186,13 @@ class _Limited:
 
 class BoundedZstd(_Limited, numcodecs.Zstd):
     def decode(self, buf: Any, out: Any = None) -> Any:
-        _check(zstd_decoded_bound(ensure_bytes(buf)), self.max_decoded)
+        _check(zstd_decoded_bound(ensure_contiguous_ndarray(buf)), self.max_decoded)
         return super().decode(buf, out)
 
 
 class BoundedBlosc(_Limited, numcodecs.Blosc):
     def decode(self, buf: Any, out: Any = None) -> Any:
-        _check(blosc_decoded_size(ensure_bytes(buf)), self.max_decoded)
+        _check(blosc_decoded_size(ensure_contiguous_ndarray(buf)), self.max_decoded)
         return super().decode(buf, out)
 
 

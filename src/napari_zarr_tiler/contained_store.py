@@ -4,7 +4,8 @@ Stores are untrusted input. zarr's LocalStore follows symbolic links wherever th
 reads whatever it finds, so a store could show another folder's files (``0.0 -> /etc/passwd``),
 stream ``/dev/zero`` into memory, or block forever on a named pipe. This store serves a key only
 when the file it names, with every link resolved, is a regular file inside the store's root and
-no larger than :data:`MAX_FILE_BYTES`; anything else reads as missing (a chunk shows its fill
+what is read of it is no larger than :data:`MAX_READ_BYTES` (:data:`MAX_METADATA_BYTES` for
+metadata); anything else reads as missing (a chunk shows its fill
 value, metadata is absent) and a :class:`StoreContentWarning` says why, once per file.
 """
 

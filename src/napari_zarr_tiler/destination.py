@@ -19,6 +19,7 @@ import uuid
 import warnings
 from pathlib import Path
 
+from .contained_store import MAX_METADATA_BYTES
 from .errors import DestinationError
 
 STAGING_MARKER = ".napari-zarr-tiler-partial"
@@ -30,12 +31,11 @@ METADATA_FILES = ("zarr.json", ".zgroup", ".zarray")
 _ROOT_FILE = re.compile(
     r"(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\.DS_Store|c?(\.?\d+)([._]\d+)*)"
 )
-_MAX_METADATA_BYTES = 64 << 20
 
 
 def _zarr_metadata(file: Path) -> bool:
     try:
-        if file.is_symlink() or not file.is_file() or file.stat().st_size > _MAX_METADATA_BYTES:
+        if file.is_symlink() or not file.is_file() or file.stat().st_size > MAX_METADATA_BYTES:
             return False
         document = json.loads(file.read_bytes())
     except (OSError, ValueError, RecursionError):
@@ -197,10 +197,7 @@ def begin_staging(dest: Path, *, resume: bool = False) -> Path:
     """
     staging = staging_path(dest)
     if staging.exists():
-        if staging.is_symlink() or not staging.is_dir():
-            msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
-            raise DestinationError(msg)
-        if not (staging / STAGING_MARKER).is_file():
+        if staging.is_symlink() or not (staging / STAGING_MARKER).is_file():
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
             raise DestinationError(msg)
         try:
