@@ -5,8 +5,12 @@
 #   3. convert the built-in synthetic slide into a tiled OME-Zarr pyramid and describe it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extra_packages=()
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  extra_packages+=(python3-venv)
+fi
 if command -v apt-get >/dev/null 2>&1; then
-  bash scripts/system-packages.sh
+  bash scripts/system-packages.sh "${extra_packages[@]}"
 else
   echo "quickstart: no apt-get here; skipping system packages (a desktop napari needs none)" >&2
 fi
@@ -15,13 +19,8 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
   exit 1
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  if command -v apt-get >/dev/null 2>&1; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y -qq python3-venv
-  else
-    echo "quickstart: Python's venv module is missing; install it (e.g. python3-venv)" >&2
-    exit 1
-  fi
+  echo "quickstart: Python's venv module is missing; install it (e.g. python3-venv)" >&2
+  exit 1
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
