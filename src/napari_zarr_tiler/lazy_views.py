@@ -7,7 +7,8 @@ chunks holding sampled pixels are decoded, and nothing is computed ahead of disp
 Exact strided sampling still touches every chunk of a zoomed-out view when the stride is smaller
 than the chunk. So the views sample at most every ``sample_step``-th pixel, chosen per array so
 that a whole-image view decodes at most :data:`VIEW_CHUNK_BUDGET` chunks (and
-:data:`VIEW_BYTES_BUDGET` bytes). Zoomed-out levels of a huge array are then coarser previews
+:data:`VIEW_BYTES_BUDGET` bytes, counting every axis of a chunk: a chunk spanning many planes is
+decoded whole for one). Zoomed-out levels of a huge array are then coarser previews
 (nearest neighbour), level 0 stays exact, and every view costs a bounded number of chunk reads.
 """
 
@@ -50,21 +51,34 @@ def strided_level_factors(shape: tuple[int, ...]) -> list[int]:
     return factors
 
 
-def minimum_sample_step(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) -> int:
-    """Smallest power-of-two sampling step that keeps a whole-image view within budget.
+def view_reads(
+    shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, step: int
+) -> tuple[int, int]:
+    """Chunks and decoded bytes a whole-plane view sampled every ``step`` pixels reads.
 
-    Returns 1 when reading every chunk of a plane is already within budget.
+    A chunk is decoded whole, along every axis: a chunk spanning many planes costs all of
+    them even though a view shows one.
     """
     height, width = shape[-2:]
     chunk_y, chunk_x = chunks[-2:]
-    chunk_bytes = math.prod(chunks[-2:]) * itemsize
-    budget = max(min(VIEW_CHUNK_BUDGET, VIEW_BYTES_BUDGET // max(chunk_bytes, 1)), 64)
+    touched = math.ceil(height / max(step, chunk_y)) * math.ceil(width / max(step, chunk_x))
+    return touched, touched * math.prod(chunks) * itemsize
 
-    def touched(step: int) -> int:
-        return math.ceil(height / max(step, chunk_y)) * math.ceil(width / max(step, chunk_x))
+
+def minimum_sample_step(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) -> int:
+    """Smallest power-of-two sampling step that keeps a whole-plane view within budget.
+
+    The budget is :data:`VIEW_CHUNK_BUDGET` chunks and :data:`VIEW_BYTES_BUDGET` decoded bytes,
+    counted over every chunk axis (:func:`view_reads`). Returns 1 when reading every chunk of a
+    plane is already within budget.
+    """
+
+    def over_budget(step: int) -> bool:
+        touched, decoded = view_reads(shape, chunks, itemsize, step)
+        return touched > VIEW_CHUNK_BUDGET or (touched > 1 and decoded > VIEW_BYTES_BUDGET)
 
     step = 1
-    while touched(step) > budget and step < max(height, width):
+    while over_budget(step) and step < max(shape[-2:]):
         step *= 2
     return step
 

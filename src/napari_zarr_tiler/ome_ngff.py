@@ -77,7 +77,11 @@ TIME_UNITS = frozenset(
 #: Attributes of our own beside the OME block (``{"rgb": true}`` marks an RGB(A) image).
 TILER_ATTRIBUTE = "napari-zarr-tiler"
 
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+#: Characters no path component may hold: control characters (NUL among them) and the
+#: backslash (a separator on Windows).
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: A Windows drive ("C:"), which would make a component absolute there.
+_DRIVE = re.compile(r"^[A-Za-z]:")
 _DEFAULT_AXES = ("t", "c", "z", "y", "x")
 
 
@@ -144,18 +148,26 @@ def safe_member_path(path: object, *, where: str) -> str:
     where : str
         The node whose metadata names it, for the error message.
 
+    Returns
+    -------
+    str
+        ``path`` unchanged. Any name made of plain components is accepted: spaces, dots and
+        non-ASCII letters included (label names such as ``"cell nuclei"``).
+
     Raises
     ------
     StoreReadError
-        When the path is not a string of plain relative segments (``..``, absolute paths,
-        backslashes, empty segments and control characters are refused).
+        When the path could lead elsewhere: a component that is empty (absolute paths, ``//``,
+        a trailing ``/``), ``.`` or ``..``, holds a backslash or a control character, or starts
+        with a drive letter.
     """
     if not isinstance(path, str) or not path:
         msg = f"{where}: metadata names an invalid member path {path!r}"
         raise StoreReadError(msg)
     segments = path.split("/")
-    if not all(_SAFE_SEGMENT.match(segment) for segment in segments) or any(
-        segment in {".", ".."} for segment in segments
+    if any(
+        segment in {"", ".", ".."} or _UNSAFE_CHARACTERS.search(segment) or _DRIVE.match(segment)
+        for segment in segments
     ):
         msg = f"{where}: metadata names {path!r}, which is not a plain path inside the store; refused"
         raise StoreReadError(msg)

@@ -13,8 +13,8 @@ import json
 import math
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,8 +24,13 @@ import zarr
 import zarr.errors
 
 from .bounded_codecs import bounded_decoding, limit_format2_compressor
-from .contained_store import MAX_METADATA_BYTES, ContainedLocalStore, file_inside
-from .destination import STAGING_MARKER
+from .contained_store import (
+    MAX_METADATA_BYTES,
+    ContainedLocalStore,
+    StoreFileRefused,
+    read_inside,
+)
+from .destination import is_partial_store
 from .errors import StoreReadError
 from .lazy_views import (
     StridedView,
@@ -67,8 +72,18 @@ MAX_LEVELS = 64
 MAX_CHANNEL_LAYERS = 64
 #: Dask blocks read at most to find contrast limits (a central crop when there are more).
 MAX_CONTRAST_BLOCKS = 256
+#: Pixel sizes napari can draw (it renders in single precision: below about 3e-10 the canvas
+#: stays black, far above 1e35 or at 1e300 it fails), with a margin.
+SCALE_RANGE = (1e-9, 1e20)
+#: Farthest translation napari draws, in pixels of the finest level (beyond 1e8 pixels single
+#: precision moves or hides the image).
+MAX_TRANSLATION_PIXELS = 1e7
 
 LayerType = Literal["image", "labels"]
+
+
+class UndisplayableArrayError(StoreReadError):
+    """An array napari cannot show as an image (0-D, 1-D or empty); skipped inside a group."""
 
 
 @dataclass
@@ -176,7 +191,10 @@ def _read_zarr(path: str | os.PathLike[str]) -> StoreContents:
                 f"opened the first {MAX_LAYERS}. Open a sub-path for the others."
             )
     if not contents.layers:
-        msg = f"{node_dir}: the zarr group holds no arrays to display"
+        skipped = "; ".join(contents.notices)
+        msg = f"{node_dir}: the zarr group holds no arrays to display" + (
+            f" ({skipped})" if skipped else ""
+        )
         raise StoreReadError(msg)
     return contents
 
@@ -203,9 +221,7 @@ def open_zarr_node(path: str | os.PathLike[str]) -> tuple[Path, zarr.Array | zar
     if node_dir is None:
         msg = f"{requested}: not a zarr store (no zarr.json, .zgroup or .zarray found)"
         raise StoreReadError(msg)
-    partial = next(
-        (p for p in (node_dir, *node_dir.parents) if (p / STAGING_MARKER).is_file()), None
-    )
+    partial = next((p for p in (node_dir, *node_dir.parents) if is_partial_store(p)), None)
     if partial is not None:
         msg = (
             f"{partial}: an incomplete conversion (interrupted or still running), not a store; "
@@ -223,19 +239,19 @@ def _zarr_format(node_dir: Path) -> int:
 
 
 def _check_metadata_json(node_dir: Path) -> None:
-    root = os.path.realpath(node_dir)
     for name in METADATA_FILES:
         file = node_dir / name
         if not os.path.lexists(file):
             continue
-        refusal = file_inside(root, file, max_bytes=MAX_METADATA_BYTES)
-        if refusal is None and not file.is_file():  # a dangling link
-            refusal = "it is not a file"
-        if refusal is not None:
-            msg = f"{file}: not read, {refusal}"
-            raise StoreReadError(msg)
         try:
-            document = json.loads(file.read_bytes())
+            raw = read_inside(node_dir, name, max_bytes=MAX_METADATA_BYTES)
+            if raw is None:  # a dangling link, or a folder
+                msg = "it is not a file"
+                raise StoreFileRefused(msg)
+            document = json.loads(raw)
+        except StoreFileRefused as refusal:
+            msg = f"{file}: not read, {refusal}"
+            raise StoreReadError(msg) from refusal
         except PermissionError as error:
             msg = f"{file}: permission denied"
             raise StoreReadError(msg) from error
@@ -402,7 +418,11 @@ def _lazy_pyramid(array: zarr.Array, base: da.Array, *, where: Path) -> list[da.
 
 
 def contrast_limits_from(level: da.Array) -> tuple[float, float]:
-    """Contrast limits from one (small) level: its min and max, widened when they are equal."""
+    """Contrast limits from one (small) level: its min and max, widened when they are equal.
+
+    NaN and infinite pixels are ignored; a level without a finite pixel gets (0, 1) (floats)
+    or its dtype's range (integers).
+    """
     dtype = np.dtype(level.dtype)
     if dtype.kind == "b":
         return 0.0, 1.0
@@ -427,15 +447,13 @@ def contrast_limits_from(level: da.Array) -> tuple[float, float]:
     # The bounded crop is read first and reduced in numpy: a dask reduction of a slice would
     # build the graph of every block of the whole array (800 MB for 4 million blocks).
     pixels = np.asarray(level.compute())
+    if dtype.kind == "f":
+        pixels = pixels[np.isfinite(pixels)]  # one inf or NaN must not decide the window
     if pixels.size == 0:
         return _dtype_range(dtype)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN crops
-        low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return _dtype_range(dtype) if dtype.kind in "iu" else (0.0, 1.0)
+    low, high = float(pixels.min()), float(pixels.max())
     if high <= low:
-        high = low + 1
+        high = low + max(1.0, abs(low) * 2**-20)  # + 1 is lost on huge values
     return low, high
 
 
@@ -460,9 +478,38 @@ def _no_pyramid_notice(where: Path, shape: tuple[int, ...], *, partial: bool) ->
     )
 
 
+def check_displayable(shape: tuple[int, ...], *, where: Path) -> None:
+    """Refuse an array napari cannot show: fewer than two dimensions, or no pixel.
+
+    Raises
+    ------
+    UndisplayableArrayError
+        Naming the array and its shape.
+    """
+    if len(shape) < 2:
+        what = "a single value" if not shape else f"1-D (shape {shape})"
+        msg = (
+            f"{where}: cannot be shown, it is {what}; napari shows arrays of at least 2 dimensions"
+        )
+        raise UndisplayableArrayError(msg)
+    if 0 in shape:
+        msg = f"{where}: cannot be shown, it is empty (shape {shape})"
+        raise UndisplayableArrayError(msg)
+
+
+@contextmanager
+def _skipped_if_undisplayable(contents: StoreContents) -> Iterator[None]:
+    """Inside a group, an array napari cannot show becomes a notice instead of an error."""
+    try:
+        yield
+    except UndisplayableArrayError as error:
+        contents.notices.append(f"{error} (skipped)")
+
+
 def _bare_array_layer(
     array: zarr.Array, *, name: str, where: Path, notices: list[str]
 ) -> LayerSpec:
+    check_displayable(array.shape, where=where)
     base = lazy_array(array, where=where)
     levels = [base]
     if needs_lazy_pyramid(array.shape):
@@ -509,9 +556,10 @@ def _group_layers(group: zarr.Group, *, name: str, where: Path, contents: StoreC
     if "bioformats2raw.layout" in ome:
         for image_group, image_where, image_ome in _iter_ome_images(group, where=where):
             image_name = f"{name}/{image_where.relative_to(where)}"
-            _ome_image_layers(
-                image_group, image_ome, name=image_name, where=image_where, contents=contents
-            )
+            with _skipped_if_undisplayable(contents):
+                _ome_image_layers(
+                    image_group, image_ome, name=image_name, where=image_where, contents=contents
+                )
         return
     _plain_group_layers(group, name=name, where=where, contents=contents)
 
@@ -528,25 +576,27 @@ def _plain_group_layers(
             member_where = where / member_path
             if isinstance(member, zarr.Array):
                 _room_for_a_layer(contents)
-                contents.layers.append(
-                    _bare_array_layer(
-                        member,
-                        name=f"{name}/{member_path}",
-                        where=member_where,
-                        notices=contents.notices,
+                with _skipped_if_undisplayable(contents):
+                    contents.layers.append(
+                        _bare_array_layer(
+                            member,
+                            name=f"{name}/{member_path}",
+                            where=member_where,
+                            notices=contents.notices,
+                        )
                     )
-                )
             elif isinstance(member, zarr.Group):
                 member_ome = ome_attributes(member.attrs.asdict())
                 if "multiscales" in member_ome:
                     _room_for_a_layer(contents)
-                    _ome_image_layers(
-                        member,
-                        member_ome,
-                        name=f"{name}/{member_path}",
-                        where=member_where,
-                        contents=contents,
-                    )
+                    with _skipped_if_undisplayable(contents):
+                        _ome_image_layers(
+                            member,
+                            member_ome,
+                            name=f"{name}/{member_path}",
+                            where=member_where,
+                            contents=contents,
+                        )
                 else:
                     pending.append((member, f"{member_path}/"))
 
@@ -591,16 +641,39 @@ def _label_layers(
         label_ome = ome_attributes(label_group.attrs.asdict())
         if "multiscales" in label_ome:
             _room_for_a_layer(contents)
-            contents.layers.append(
-                _multiscale_layer(
-                    label_group,
-                    label_ome,
-                    name=f"{name_prefix}{safe}",
-                    where=where / safe,
-                    labels=True,
-                    notices=contents.notices,
+            with _skipped_if_undisplayable(contents):
+                contents.layers.append(
+                    _multiscale_layer(
+                        label_group,
+                        label_ome,
+                        name=f"{name_prefix}{safe}",
+                        where=where / safe,
+                        labels=True,
+                        notices=contents.notices,
+                    )
                 )
-            )
+
+
+def _check_transform(scale: list[float], translate: list[float], *, where: Path) -> None:
+    """Refuse a finest-level scale and translation napari cannot draw, saying why."""
+    given = (
+        f"{where}: the coordinate transformations give scale {scale} and translation {translate}"
+    )
+    if not all(math.isfinite(v) and v > 0 for v in scale) or not all(
+        math.isfinite(v) for v in translate
+    ):
+        msg = f"{given}; scales must be positive and finite, translations finite"
+        raise StoreReadError(msg)
+    low, high = SCALE_RANGE
+    far = any(abs(t) > MAX_TRANSLATION_PIXELS * s for s, t in zip(scale, translate, strict=True))
+    if far or not all(low <= v <= high for v in scale):
+        msg = (
+            f"{given}; napari draws scales between {low:g} and {high:g} and translations of "
+            f"up to {MAX_TRANSLATION_PIXELS:g} pixels, and would show nothing or fail. Fix the "
+            "metadata's coordinateTransformations (or convert the pixels with "
+            "`napari-zarr-tiler convert`)."
+        )
+        raise StoreReadError(msg)
 
 
 def _multiscale_layer(
@@ -635,13 +708,11 @@ def _multiscale_layer(
         if array.ndim != n_axes:
             msg = f"{where / path}: array has {array.ndim} dimensions but the metadata declares {n_axes} axes"
             raise StoreReadError(msg)
+    check_displayable(arrays[0].shape, where=where / multiscale.paths[0])
     levels = [
         lazy_array(array, where=where / path)
         for path, array in zip(multiscale.paths, arrays, strict=True)
     ]
-    if 0 in levels[0].shape:
-        msg = f"{where / multiscale.paths[0]}: the image is empty (shape {levels[0].shape})"
-        raise StoreReadError(msg)
     # Keep levels that really shrink along no axis growing (napari expects decreasing sizes),
     # finest first; empty ones are dropped.
     kept = [0]
@@ -662,14 +733,7 @@ def _multiscale_layer(
     translate = list(multiscale.translations[0])
     axis_labels = [axis.name for axis in multiscale.axes]
     units = [valid_unit(axis) for axis in multiscale.axes]
-    if not all(math.isfinite(v) and v > 0 for v in scale) or not all(
-        math.isfinite(v) for v in translate
-    ):
-        msg = (
-            f"{where}: the coordinate transformations give scale {scale} and translation "
-            f"{translate}; scales must be positive and finite, translations finite"
-        )
-        raise StoreReadError(msg)
+    _check_transform(scale, translate, where=where)
     display_name = name
     kwargs: dict[str, Any] = {"multiscale": len(levels) > 1}
     channel_axis = None if labels else multiscale.channel_axis
