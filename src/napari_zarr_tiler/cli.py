@@ -10,18 +10,20 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .compression import COMPRESSORS, describe_codec
-from .conversion import convert
+from .compression import COMPRESSORS, compressor_codecs, describe_codec
+from .conversion import convert, plan_conversion
 from .destination import staging_path
-from .errors import ConversionCancelled, ZarrTilerError
+from .errors import ConversionCancelled, InvalidOptionError, ZarrTilerError
 from .option_text import parse_levels, parse_shape
 from .region_writer import Progress
-from .sources import SourceSpec
+from .sources import SourceSpec, check_local
+from .tiff_metadata import SourceWarning
 
 PROG = "napari-zarr-tiler"
 
@@ -161,11 +163,57 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _convert(args: argparse.Namespace) -> int:
+def check_options(args: argparse.Namespace) -> None:
+    """Check the option values that do not depend on the image, before the source is opened.
+
+    The engine checks them again against the image (chunks per axis, levels of a pyramid);
+    here a typo is reported at once, without waiting for a large source to open.
+
+    Raises
+    ------
+    SourceError
+        When SRC or DST is a URL.
+    InvalidOptionError
+        For an option value out of range or inconsistent with another option.
+    """
+    check_local(args.src)
+    check_local(args.dst, role="destination")
+    if args.series < 0:
+        msg = f"--series must be 0 or more, got {args.series}"
+        raise InvalidOptionError(msg)
+    compressor_codecs(args.compressor, args.clevel, zarr_format=args.zarr_format, itemsize=2)
+    # The options' own consistency, on an image as large as any: as many axes as they name.
+    ndim = max(
+        [len(value) for value in (args.chunks, args.shards) if isinstance(value, tuple)] or [2]
+    )
+    if 2 <= ndim <= 5:
+        plan_conversion(
+            (1 << 20,) * ndim,
+            "uint16",
+            chunks=args.chunks,
+            shards=args.shards,
+            levels=args.levels,
+            zarr_format=args.zarr_format,
+            layout=args.layout,
+        )
+
+
+def _open_source(args: argparse.Namespace) -> tuple[SourceSpec, Any]:
+    """Open SRC (its warnings shown as one line each)."""
     # Absolute, so that dask workers and a later --resume from elsewhere name the same file.
     src = args.src if args.src.startswith("sample:") else str(Path(args.src).absolute())
     spec = SourceSpec(src, series=args.series)
-    source = spec.opened
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SourceWarning)
+        source = spec.opened
+    for warning in caught:
+        print(f"{PROG}: warning: {_one_line(str(warning.message))}", file=sys.stderr)
+    return spec, source
+
+
+def _convert(args: argparse.Namespace) -> int:
+    check_options(args)
+    spec, source = _open_source(args)
     try:
         options: dict[str, Any] = dict(source.options)
         show = not args.quiet and sys.stderr.isatty()
@@ -302,8 +350,13 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line, nothing lost: line breaks (in a path, say) shown as ``\\n``."""
+    return "\\n".join(text.strip().splitlines())
+
+
 def _message(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = _one_line(str(error)) if str(error).strip() else type(error).__name__
     return text if isinstance(error, ZarrTilerError) else f"{type(error).__name__}: {text}"
 
 

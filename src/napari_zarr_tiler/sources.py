@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import os
+import re
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -25,21 +26,10 @@ from .basic_indexing import basic_index
 from .errors import SourceError, StoreReadError
 from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
 from .store_layers import member_array, open_zarr_node
+from .tiff_metadata import Calibration, imagej_calibration, ome_calibration
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".qptiff")
 SAMPLES = ("slide_uint8", "slide_uint16")
-
-_UNIT_NAMES = {
-    "µm": "micrometer",
-    "um": "micrometer",
-    "nm": "nanometer",
-    "mm": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-    "Å": "angstrom",
-    "s": "second",
-    "ms": "millisecond",
-}
 
 
 @dataclass
@@ -96,6 +86,7 @@ class SourceSpec:
         """
         if self.kind == "sample":
             return _open_sample(self.path.removeprefix("sample:"))
+        check_local(self.path)
         path = Path(self.path)
         if not path.exists():
             msg = f"{path}: no such file or folder"
@@ -108,6 +99,28 @@ class SourceSpec:
         if self.kind == "npy":
             return _open_npy(path)
         return _open_tiff(path, self.series)
+
+
+#: ``scheme://`` (http, https, s3, gs, ftp, file ...): a URL, not a local path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_local(path: str | os.PathLike[str], *, role: str = "source") -> None:
+    """Refuse a URL where a local path is needed (URLs are not supported yet).
+
+    Raises
+    ------
+    SourceError
+        When ``path`` is a URL.
+    """
+    if _URL.match(os.fspath(path)):
+        advice = (
+            "download the data and give its local path"
+            if role == "source"
+            else "give a local folder"
+        )
+        msg = f"{os.fspath(path)}: URLs are not supported yet as the {role}; {advice}"
+        raise SourceError(msg)
 
 
 def _open_sample(name: str) -> OpenSource:
@@ -184,59 +197,101 @@ def _open_zarr(path: Path) -> OpenSource:
     )
 
 
-def _ome_tiff_options(tiff: Any, axes: str, series_index: int) -> dict[str, Any]:
+def _tiff_calibration(path: Path, tiff: Any, series: Any, series_index: int) -> Calibration:
+    """The calibration an OME-TIFF's XML or an ImageJ TIFF's description holds (else none)."""
     import tifffile
 
-    try:
-        document = tifffile.xml2dict(tiff.ome_metadata)
-        image = document["OME"]["Image"]
-        pixels = (image[series_index] if isinstance(image, list) else image)["Pixels"]
-    except (KeyError, TypeError, ValueError, IndexError):
-        return {}
-    options: dict[str, Any] = {}
+    where = str(path)
+    if tiff.is_ome:
+        try:
+            image = tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]
+            pixels = (image[series_index] if isinstance(image, list) else image)["Pixels"]
+        except (KeyError, TypeError, ValueError, IndexError):
+            return Calibration()
+        return ome_calibration(pixels, where=where) if isinstance(pixels, dict) else Calibration()
+    if tiff.is_imagej:
+        return imagej_calibration(tiff, series.keyframe, where=where)
+    return Calibration()
+
+
+def _tiff_options(calibration: Calibration, stored: StoredAxes) -> dict[str, Any]:
+    """Scale, units, channel names and colours per stored axis (the colour samples left out)."""
+    names = stored.names[:-1] if stored.rgb else stored.names
     scale, units = [], []
-    for axis in axes.lower():
-        size = pixels.get(f"PhysicalSize{axis.upper()}") if axis in "zyx" else None
-        unit = pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm") if size is not None else None
-        if axis == "t" and pixels.get("TimeIncrement") is not None:
-            size, unit = pixels["TimeIncrement"], pixels.get("TimeIncrementUnit", "s")
-        scale.append(float(size) if isinstance(size, int | float) and size > 0 else 1.0)
-        units.append(_UNIT_NAMES.get(str(unit), unit) if unit is not None else None)
-    options["scale"], options["units"] = tuple(scale), tuple(units)
-    channels = pixels.get("Channel")
-    if isinstance(channels, dict):
-        channels = [channels]
-    if isinstance(channels, list):
-        names = [c.get("Name") for c in channels if isinstance(c, dict)]
-        if names and all(isinstance(n, str) for n in names):
-            options["channel_names"] = tuple(names)
+    for name in names:
+        size, unit = calibration.sizes.get(name.upper(), (1.0, None))
+        scale.append(size)
+        units.append(unit)
+    options: dict[str, Any] = {"scale": tuple(scale), "units": tuple(units)}
+    if stored.folded:
+        labels = _folded_labels(calibration, stored)
+        options["channel_names"] = tuple(labels)
+        if calibration.channel_colors and "C" in stored.folded:
+            repeat = math.prod(stored.fold_shape) // len(calibration.channel_colors)
+            if len(calibration.channel_colors) * repeat == math.prod(stored.fold_shape):
+                options["colors"] = tuple(
+                    c for c in calibration.channel_colors for _ in range(repeat)
+                )
+        return options
+    if "c" in names:  # names or colours of another length than C's are ignored
+        if calibration.channel_names:
+            options["channel_names"] = tuple(calibration.channel_names)
+        if calibration.channel_colors:
+            options["colors"] = tuple(calibration.channel_colors)
     return options
+
+
+def _folded_labels(calibration: Calibration, stored: StoredAxes) -> list[str]:
+    """Channel names of folded axes: e.g. ``DAPI lifetime 3`` (C's names where known)."""
+    import itertools
+
+    import tifffile
+
+    words = tifffile.TIFF.AXES_NAMES
+    parts = []
+    for letter, size in zip(stored.folded, stored.fold_shape, strict=True):
+        if letter == "C" and len(calibration.channel_names) == size:
+            parts.append(list(calibration.channel_names))
+        else:
+            word = words.get(letter, letter)
+            parts.append([f"{word} {i}" for i in range(size)])
+    return [" ".join(combination) for combination in itertools.product(*parts)]
 
 
 #: What tifffile logs when a file's structure is cut short or damaged; it then goes on with
 #: what it could parse (fewer pages, another series layout), which would convert silently.
-_DAMAGE_SIGNS = ("invalid page offset", "corrupt", "truncat", "invalid tag", "out of range")
+_DAMAGE_SIGNS = (
+    "invalid page offset",
+    "invalid offset",
+    "corrupt",
+    "truncat",
+    "invalid tag",
+    "out of range",
+)
 
 
 class _TiffDamageLog(logging.Handler):
-    """Collect tifffile's warnings about a damaged file while it is opened."""
+    """Collect tifffile's warnings while a file is opened (those about damage apart)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.damage: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        message = record.getMessage().strip().splitlines()[0] if record.getMessage() else ""
+        self.messages.append(message)
         if any(sign in message.lower() for sign in _DAMAGE_SIGNS):
-            self.messages.append(message.strip().splitlines()[0])
+            self.damage.append(message)
 
 
-def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
+def _parse_tiff(path: Path) -> tuple[Any, list[Any]]:
+    """Open a TIFF and parse its series; refuse a damaged one with tifffile's own reason."""
     import tifffile
 
-    damage = _TiffDamageLog()
+    log = _TiffDamageLog()
     tifffile_log = logging.getLogger("tifffile")
-    tifffile_log.addHandler(damage)
+    tifffile_log.addHandler(log)
     try:
         tiff = tifffile.TiffFile(path)
         try:
@@ -248,30 +303,76 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         msg = f"{path}: not a readable TIFF image ({error})"
         raise SourceError(msg) from error
     finally:
-        tifffile_log.removeHandler(damage)
-    if damage.messages:
+        tifffile_log.removeHandler(log)
+    if log.damage or not series_list:
         tiff.close()
-        msg = f"{path}: the TIFF is truncated or corrupt ({damage.messages[0]}); not converted"
+        reason = (log.damage or log.messages or ["tifffile found no image in it"])[0]
+        msg = f"{path}: the TIFF is truncated or corrupt ({reason}); not converted"
         raise SourceError(msg)
+    return tiff, series_list
+
+
+def _check_segments_inside(path: Path, series: Any) -> None:
+    """Refuse a series whose strips or tiles lie (partly) past the end of the file.
+
+    tifffile reads what is there; a strip past the end would come out short or as zeros.
+    """
+    size = path.stat().st_size
+    if series.dataoffset is not None:  # contiguous: one run of bytes
+        nbytes = series.size * np.dtype(series.dtype).itemsize
+        if series.dataoffset + nbytes > size:
+            msg = (
+                f"{path}: the TIFF is truncated or corrupt (its image data spans bytes "
+                f"{series.dataoffset:,} to {series.dataoffset + nbytes:,}, past the end of the "
+                f"file at {size:,}); not converted"
+            )
+            raise SourceError(msg)
+        return
+    for page_index, page in enumerate(series.pages):
+        if page is None:
+            continue
+        ends = np.asarray(page.dataoffsets, dtype=np.uint64) + np.asarray(
+            page.databytecounts, dtype=np.uint64
+        )
+        present = (np.asarray(page.dataoffsets) > 0) & (np.asarray(page.databytecounts) > 0)
+        beyond = np.flatnonzero(present & (ends > size))
+        if beyond.size:
+            kind = "tile" if page.is_tiled else "strip"
+            first = int(beyond[0])
+            msg = (
+                f"{path}: the TIFF is truncated or corrupt ({beyond.size:,} {kind}(s) of page "
+                f"{page_index} point past the end of the file: {kind} {first} at offset "
+                f"{page.dataoffsets[first]:,} + {page.databytecounts[first]:,} bytes, file "
+                f"size {size:,}); not converted"
+            )
+            raise SourceError(msg)
+
+
+def _tiff_array(path: Path, tiff: Any, series: Any) -> tuple[Any, list[Any]]:
+    """Level 0 of a series, read lazily, and the objects to close with it."""
+    array = _contiguous_file_array(path, tiff, series) or _uncompressed_tiles(path, tiff, series)
+    if array is not None:
+        return array, [array]
+    # Compressed or scattered data: tifffile's zarr interface decodes the tiles or strips a
+    # region needs, lazily; each is decoded whole, so each must be of a sane size.
+    _check_segment_size(path, series.keyframe)
+    store = series.aszarr(level=0)
+    return zarr.open(store, mode="r"), [store]
+
+
+def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
+    import tifffile
+
+    tiff, series_list = _parse_tiff(path)
     try:
         if not 0 <= series_index < len(series_list):
             available = ", ".join(f"{i} ({s.axes} {s.shape})" for i, s in enumerate(series_list))
-            msg = f"{path}: no series {series_index}; the TIFF holds series {available or 'none'}"
+            msg = f"{path}: no series {series_index}; the TIFF holds series {available}"
             raise SourceError(msg)
         series = series_list[series_index]
-        closers: list[Any] = [tiff]
-        array = _contiguous_file_array(path, tiff, series) or _uncompressed_tiles(
-            path, tiff, series
-        )
-        if array is not None:
-            closers.insert(0, array)
-        else:
-            # Compressed or scattered data: tifffile's zarr interface decodes the tiles or strips
-            # a region needs, lazily; each is decoded whole, so each must be of a sane size.
-            _check_segment_size(path, series.keyframe)
-            store = series.aszarr(level=0)
-            closers.insert(0, store)
-            array = zarr.open(store, mode="r")
+        _check_segments_inside(path, series)
+        array, closers = _tiff_array(path, tiff, series)
+        closers.append(tiff)
     except SourceError:
         tiff.close()
         raise
@@ -280,86 +381,167 @@ def _open_tiff(path: Path, series_index: int = 0) -> OpenSource:
         msg = f"{path}: cannot read the TIFF's image data ({error})"
         raise SourceError(msg) from error
     axes = series.axes.upper()
-    options: dict[str, Any] = {"name": path.name.split(".")[0]}
     read_as = (
         "read directly (uncompressed)"
         if isinstance(array, _PositionedReads)
         else (f"read in blocks of {array.chunks}")
     )
     description = (
-        f"{path.name}: {'OME-' if tiff.is_ome else ''}TIFF series {series_index} of "
-        f"{len(series_list)}, axes {axes}, {series.shape} {series.dtype}, "
-        f"{len(series.levels)} level(s), {read_as}"
+        f"{path.name}: {'OME-' if tiff.is_ome else ''}{'ImageJ ' if tiff.is_imagej else ''}"
+        f"TIFF series {series_index} of {len(series_list)}, axes {axes}, {series.shape} "
+        f"{series.dtype}, {len(series.levels)} level(s), {read_as}"
     )
     colour = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
-    order, stored_axes, rgb = ome_axis_order(axes, tuple(array.shape), colour=colour)
-    if order is None:
-        # Axes tifffile could not name (Q, I ...): stored in the file's order; trailing colour
-        # samples still make an RGB image.
-        rgb = axes.endswith("S") and array.shape[-1] in (3, 4)
-    else:
-        if order != tuple(range(len(order))):
-            array = AxisOrderView(array, order)
-            description += f", stored as {stored_axes}"
-        spatial_axes = stored_axes[:-1] if rgb else stored_axes
-        options["axes"] = tuple(spatial_axes.lower())
-        if tiff.is_ome:
-            options.update(_ome_tiff_options(tiff, spatial_axes, series_index))
-    options["rgb"] = rgb
+    stored = ome_axes(axes, tuple(array.shape), colour=colour)
+    if stored.order != tuple(range(len(stored.order))) or stored.folded:
+        channel = stored.names.index("c") if stored.folded else 0
+        merge = (channel, len(stored.folded)) if stored.folded else None
+        array = AxisOrderView(array, stored.order, merge)
+        folded = f" ({' x '.join(stored.folded)} folded into channels)" if stored.folded else ""
+        description += f", stored as {''.join(stored.names).upper()}{folded}"
+    options: dict[str, Any] = {"name": path.name.split(".")[0], "rgb": stored.rgb}
+    options["axes"] = stored.names[:-1] if stored.rgb else stored.names
+    options.update(_tiff_options(_tiff_calibration(path, tiff, series, series_index), stored))
     return OpenSource(array, options, description, closers)
 
 
-def ome_axis_order(
-    axes: str, shape: tuple[int, ...], *, colour: bool = True
-) -> tuple[tuple[int, ...] | None, str, bool]:
-    """How to store a TIFF series with tifffile's ``axes`` as OME-Zarr (order t, c, z, y, x).
+#: Axes tifffile names that OME-Zarr has no place for, with tifffile's word for each.
+_PAGE_STACK_AXES = "IQ"
 
-    Returns the permutation of the file's axes (None when they cannot be mapped: then they are
-    stored as they are, with default names), the axes in stored order, and whether the image is
-    RGB(A): 3 or 4 samples per pixel (``S``, contiguous or planar) of a ``colour`` image
-    (photometric RGB) and neither ``C`` nor ``T`` (napari shows RGB with Z, not with time or
-    channels). Other samples become the channel axis.
+
+@dataclass(frozen=True)
+class StoredAxes:
+    """How a TIFF series with tifffile's axes is stored as OME-Zarr (order t, c, z, y, x).
+
+    ``order`` permutes the file's axes into the stored order, in which the ``folded`` axes (C,
+    then axes OME-Zarr has no name for, then samples) sit side by side at the channel position
+    and are merged into one channel axis. ``names`` are the stored axis names (RGB samples last,
+    as ``s``).
+    """
+
+    order: tuple[int, ...]
+    names: tuple[str, ...]
+    rgb: bool
+    folded: tuple[str, ...] = ()
+    fold_shape: tuple[int, ...] = ()
+
+
+def ome_axes(axes: str, shape: tuple[int, ...], *, colour: bool = True) -> StoredAxes:
+    """Map tifffile's axes of a series onto OME-Zarr's t, c, z, y, x without renaming any.
+
+    T, C, Z, Y and X keep their meaning. Samples (S) make an RGB(A) image when there are 3 or
+    4 of a ``colour`` (photometric RGB) image and neither C, T nor a folded axis (napari shows
+    RGB with Z only); else they are channels. A page stack tifffile cannot classify (I, Q) fills
+    Z, then T, while those are free (a plain multi-page TIFF is a Z stack). Every other axis
+    (H lifetime, E lambda, A angle, P phase, R tile, ...) is folded into the channel axis after
+    C, as OME-TIFF's ModuloAlongC does: e.g. C=2 by H=5 become 10 channels.
     """
     axes = axes.upper()
-    rgb = False
-    if "S" in axes:
-        samples = shape[axes.index("S")]
-        if colour and samples in (3, 4) and "C" not in axes and "T" not in axes:
-            rgb = True
-        elif "C" not in axes:
-            axes = axes.replace("S", "C")
-        else:
-            return None, axes, False
-    spatial = axes.replace("S", "") if rgb else axes
-    if (
-        not set(spatial) <= set("TCZYX")
-        or len(set(spatial)) != len(spatial)
-        or not {"Y", "X"} <= set(spatial)
-    ):
-        return None, axes, False
-    canonical = "".join(a for a in "TCZYX" if a in spatial) + ("S" if rgb else "")
-    return tuple(axes.index(a) for a in canonical), canonical, rgb
+    roles: dict[int, str] = {}
+    for index, letter in enumerate(axes):
+        if letter in "TCZYX" and letter not in roles.values():
+            roles[index] = letter
+    for index in reversed(range(len(axes))):
+        if index not in roles and axes[index] in _PAGE_STACK_AXES:
+            free = next((slot for slot in "ZT" if slot not in roles.values()), None)
+            if free is not None:
+                roles[index] = free
+    unknown = [i for i in range(len(axes)) if i not in roles and axes[i] != "S"]
+    samples = [i for i in range(len(axes)) if axes[i] == "S"]
+    rgb = bool(
+        samples
+        and len(samples) == 1
+        and colour
+        and shape[samples[0]] in (3, 4)
+        and not unknown
+        and not {"C", "T"} & set(roles.values())
+    )
+    channel_like = [i for i in range(len(axes)) if roles.get(i) == "C"] + unknown
+    if not rgb:
+        channel_like += samples
+    spatial = {letter: index for index, letter in roles.items() if letter != "C"}
+    order = [spatial[letter] for letter in "T" if letter in spatial]
+    order += channel_like
+    order += [spatial[letter] for letter in "ZYX" if letter in spatial]
+    names = [name for name in "t" if "T" in spatial]
+    names += ["c"] if channel_like else []
+    names += [name for name in "zyx" if name.upper() in spatial]
+    if rgb:
+        order.append(samples[0])
+        names.append("s")
+    folded = tuple(axes[i] for i in channel_like) if len(channel_like) > 1 else ()
+    fold_shape = tuple(shape[i] for i in channel_like) if folded else ()
+    return StoredAxes(tuple(order), tuple(names), rgb, folded, fold_shape)
 
 
 class AxisOrderView:
-    """A lazy view of an array with its axes permuted: ``view[key]`` reads ``array`` in its own
-    order and transposes only the block read."""
+    """A lazy view of an array with its axes permuted (and some merged): ``view[key]`` reads
+    ``array`` in its own order and transposes only the block read.
 
-    def __init__(self, array: Any, order: tuple[int, ...]) -> None:
+    ``merge = (start, count)`` merges the ``count`` permuted axes from ``start`` into one axis
+    (C order: the last varies fastest); a read along it is split into runs along the last.
+    """
+
+    def __init__(
+        self, array: Any, order: tuple[int, ...], merge: tuple[int, int] | None = None
+    ) -> None:
         self.array = array
         self.order = order
-        self.shape = tuple(int(array.shape[axis]) for axis in order)
+        permuted = tuple(int(array.shape[axis]) for axis in order)
+        self.merge = merge if merge is not None and merge[1] > 1 else None
+        if self.merge is None:
+            self.shape = permuted
+        else:
+            start, count = self.merge
+            self._group = permuted[start : start + count]
+            self.shape = (
+                *permuted[:start],
+                math.prod(self._group),
+                *permuted[start + count :],
+            )
+        self._permuted = permuted
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         starts, stops, squeeze = basic_index(key, self.shape)
-        source_key: list[slice] = [slice(None)] * self.ndim
-        for axis, (start, stop) in enumerate(zip(starts, stops, strict=True)):
-            source_key[self.order[axis]] = slice(start, stop)
-        block = np.asarray(self.array[tuple(source_key)])
-        block = np.transpose(block, self.order)
+        if self.merge is None:
+            block = self._read(list(zip(starts, stops, strict=True)))
+        else:
+            block = self._read_merged(starts, stops)
         return np.ascontiguousarray(block.squeeze(axis=tuple(squeeze)) if squeeze else block)
+
+    def _read(self, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """Read ``ranges`` of the permuted axes; return the block in permuted order."""
+        source_key: list[slice] = [slice(None)] * len(self.order)
+        for axis, (start, stop) in enumerate(ranges):
+            source_key[self.order[axis]] = slice(start, stop)
+        return np.transpose(np.asarray(self.array[tuple(source_key)]), self.order)
+
+    def _read_merged(self, starts: list[int], stops: list[int]) -> np.ndarray:
+        assert self.merge is not None
+        start, count = self.merge
+        out = np.empty([b - a for a, b in zip(starts, stops, strict=True)], dtype=self.dtype)
+        inner = self._group[-1]
+        position = starts[start]
+        while position < stops[start]:
+            outer, first = divmod(position, inner)
+            last = min(inner, first + stops[start] - position)
+            indices = np.unravel_index(outer, self._group[:-1]) if count > 1 else ()
+            group_ranges = [(int(i), int(i) + 1) for i in indices] + [(first, last)]
+            ranges = [
+                *zip(starts[:start], stops[:start], strict=True),
+                *group_ranges,
+                *zip(starts[start + 1 :], stops[start + 1 :], strict=True),
+            ]
+            block = self._read(ranges)
+            merged_shape = (*block.shape[:start], last - first, *block.shape[start + count :])
+            done = position - starts[start]
+            target = [slice(None)] * out.ndim
+            target[start] = slice(done, done + last - first)
+            out[tuple(target)] = block.reshape(merged_shape)
+            position += last - first
+        return out
 
 
 #: Largest compressed strip or tile decoded (each is decoded whole, several at once): a TIFF
