@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import numbers
 from typing import Any, Literal
 
 import numcodecs
@@ -44,11 +46,7 @@ def compressor_codecs(
             msg = f"clevel {clevel} has no effect without a compressor (compressor 'none')"
             raise InvalidOptionError(msg)
         return None
-    level = DEFAULT_LEVELS[compressor] if clevel is None else int(clevel)
-    low, high = LEVEL_RANGES[compressor]
-    if not low <= level <= high:
-        msg = f"clevel {level} is out of range for {compressor} ({low} to {high})"
-        raise InvalidOptionError(msg)
+    level = compression_level(compressor, clevel)
     if zarr_format == 3:
         if compressor == "zstd":
             return [ZstdCodec(level=level)]
@@ -62,6 +60,36 @@ def compressor_codecs(
         return [numcodecs.GZip(level=level)]
     cname = compressor.removeprefix("blosc-")
     return [numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)]
+
+
+def compression_level(compressor: str, clevel: Any) -> int:
+    """Check a compression level for a (known, not ``"none"``) compressor; None is its default.
+
+    Whole numbers are accepted as int, float or text (``"5"``, from a form or a config file).
+
+    Raises
+    ------
+    InvalidOptionError
+        When the level is not a whole number in the compressor's range.
+    """
+    if clevel is None:
+        return DEFAULT_LEVELS[compressor]
+    low, high = LEVEL_RANGES[compressor]
+    level: int | None = None
+    if isinstance(clevel, str):
+        with contextlib.suppress(ValueError):
+            level = int(clevel.strip())
+    elif isinstance(clevel, numbers.Real) and not isinstance(clevel, bool):
+        level = int(clevel) if float(clevel).is_integer() else None
+    if level is None:
+        msg = (
+            f"clevel must be a whole number from {low} to {high} for {compressor}, got {clevel!r}"
+        )
+        raise InvalidOptionError(msg)
+    if not low <= level <= high:
+        msg = f"clevel {level} is out of range for {compressor} (a whole number from {low} to {high})"
+        raise InvalidOptionError(msg)
+    return level
 
 
 _BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "autoshuffle"}

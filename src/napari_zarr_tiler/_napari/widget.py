@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..compression import COMPRESSORS, DEFAULT_LEVELS, LEVEL_RANGES
 from ..conversion import ConversionResult, Progress, channels_first_shape, convert, plan_conversion
-from ..errors import ConversionCancelled, ZarrTilerError
+from ..errors import ConversionCancelled, DestinationExistsError, ZarrTilerError
 from ..option_text import parse_levels, parse_shape
 from .layer_metadata import conversion_options, level_zero
 
@@ -43,6 +44,63 @@ class _Failed:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+class _Run:
+    """One conversion as the widget sees it: its progress bar, its stop flag, whether it ended.
+
+    napari's progress bar processes Qt events inside ``update`` and ``set_description``, so any
+    other handler (a second ``yielded``, ``returned``, ``finished``, a click on Cancel or
+    Convert) can run in the middle of :meth:`advance`. Every handler therefore works on its
+    own run (never on "the current one"), re-checks :attr:`ended` after each call that can
+    process events, and the bar is closed once, by :meth:`_close_when_idle`, only when no
+    handler is inside it.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.ended = False
+        self._bar: progress | None = None
+        self._tiles_seen = 0
+        self._inside_bar = 0  # handlers currently inside a bar call (nested by processEvents)
+
+    def open_bar(self, total: int) -> None:
+        """Show napari's progress bar (this processes events: the run may end meanwhile)."""
+        self._inside_bar += 1
+        try:
+            self._bar = progress(total=total, desc="Converting to zarr")
+        finally:
+            self._inside_bar -= 1
+        self._close_when_idle()
+
+    def advance(self, event: Progress) -> None:
+        """Move the bar to ``event``'s tile count and show the speed."""
+        bar = self._bar
+        if bar is None or self.ended:
+            return
+        # Counted before the bar runs nested handlers, so that none counts a tile twice.
+        step = max(event.tiles_done - self._tiles_seen, 0)
+        self._tiles_seen = max(self._tiles_seen, event.tiles_done)
+        self._inside_bar += 1
+        try:
+            if step:
+                bar.update(step)
+            if not self.ended:
+                bar.set_description(f"Converting to zarr ({event.megabytes_per_second:.0f} MB/s)")
+        finally:
+            self._inside_bar -= 1
+        self._close_when_idle()
+
+    def end(self) -> None:
+        """Mark the run ended; its bar closes as soon as no handler is inside it."""
+        self.ended = True
+        self.stop.set()
+        self._close_when_idle()
+
+    def _close_when_idle(self) -> None:
+        if self.ended and self._inside_bar == 0 and self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.close()
 
 
 class ConvertWidget(Container):
@@ -90,9 +148,7 @@ class ConvertWidget(Container):
             ]
         )
         self.worker: GeneratorWorker | None = None
-        self._progress_bar: progress | None = None
-        self._tiles_seen = 0
-        self._stop = threading.Event()
+        self._run: _Run | None = None
         for widget in (self.layer, self.chunks, self.zarr_format, self.shards, self.levels):
             widget.changed.connect(self._update_info)
         self.compressor.changed.connect(self._compressor_changed)
@@ -153,54 +209,62 @@ class ConvertWidget(Container):
 
     # -- running -------------------------------------------------------------------------------
 
+    def _request(self) -> tuple[int, Any, Path, dict[str, Any]]:
+        """The tile count, source, output and options of the conversion the controls describe."""
+        plan = self._plan()
+        output = Path(self.output.value)
+        if not str(self.output.value) or output == Path():
+            msg = "choose an output path, for example /data/slide.zarr"
+            raise ValueError(msg)
+        layer = self.layer.value
+        data, meta, layer_type = layer.as_layer_data_tuple()
+        options = {
+            **conversion_options(meta, layer_type),
+            **self._options(),
+            "compressor": self.compressor.value,
+            "clevel": None if self.compressor.value == "none" else int(self.clevel.value),
+            "overwrite": bool(self.overwrite.value),
+            # where napari read the layer from: the destination may not overlap it
+            "source_paths": [layer.source.path] if layer.source.path else [],
+        }
+        return plan.tiles, level_zero(data, meta), output, options
+
     def start(self, _event: Any = None) -> None:
         """Validate the parameters and start the conversion in a thread worker."""
-        if self.worker is not None:
+        if self._run is not None:
             return
         try:
-            plan = self._plan()
-            output = Path(self.output.value)
-            if not str(self.output.value) or output == Path():
-                msg = "choose an output path, for example /data/slide.zarr"
-                raise ValueError(msg)
-            layer = self.layer.value
-            data, meta, layer_type = layer.as_layer_data_tuple()
-            options = {
-                **conversion_options(meta, layer_type),
-                **self._options(),
-                "compressor": self.compressor.value,
-                "clevel": None if self.compressor.value == "none" else int(self.clevel.value),
-                "overwrite": bool(self.overwrite.value),
-                # where napari read the layer from: the destination may not overlap it
-                "source_paths": [layer.source.path] if layer.source.path else [],
-            }
+            tiles, source, output, options = self._request()
         except (ValueError, TypeError, ZarrTilerError) as error:
-            show_error(f"Convert to zarr: {error}")
+            show_error(f"Convert to zarr: {self._phrase(error)}")
             return
-        self._tiles_seen = 0
-        self._stop = threading.Event()
-        self._progress_bar = progress(total=plan.tiles, desc="Converting to zarr")
-        self.worker = _conversion_worker(level_zero(data, meta), output, options, self._stop)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._on_done)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
+        # The run is registered before anything that processes events (the progress bar does),
+        # so that a second click on Convert meanwhile is ignored.
+        run = self._run = _Run()
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self.worker.start()
+        worker = self.worker = _conversion_worker(source, output, options, run.stop)
+        worker.yielded.connect(run.advance)
+        worker.returned.connect(self._on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(partial(self._on_finished, run))
+        run.open_bar(tiles)
+        worker.start()
 
     def cancel(self, _event: Any = None) -> None:
         """Stop the running conversion; it removes what it wrote."""
         # The engine checks this between regions, removes its partial output and returns None.
-        self._stop.set()
+        if self._run is not None:
+            self._run.stop.set()
 
-    def _on_progress(self, event: Progress) -> None:
-        if self._progress_bar is not None:
-            self._progress_bar.update(event.tiles_done - self._tiles_seen)
-            self._progress_bar.set_description(
-                f"Converting to zarr ({event.megabytes_per_second:.0f} MB/s)"
+    def _phrase(self, error: Exception) -> str:
+        """An error's message, in the widget's own words where the core names other controls."""
+        if isinstance(error, DestinationExistsError) and error.path:
+            return (
+                f"{error.path} already exists; choose another output, or tick "
+                f"'{self.overwrite.text}' to replace it"
             )
-        self._tiles_seen = event.tiles_done
+        return str(error)
 
     def _on_done(self, result: ConversionResult | _Failed | None) -> None:
         if isinstance(result, _Failed):
@@ -214,12 +278,13 @@ class ConvertWidget(Container):
             self._viewer.open(str(result.path), plugin="napari-zarr-tiler")
 
     def _on_error(self, error: Exception) -> None:
-        show_error(f"Convert to zarr failed: {error}")
+        show_error(f"Convert to zarr failed: {self._phrase(error)}")
 
-    def _on_finished(self) -> None:
-        if self._progress_bar is not None:
-            self._progress_bar.close()
-            self._progress_bar = None
+    def _on_finished(self, run: _Run) -> None:
+        run.end()  # closes its bar now, or when the progress handler it interrupted returns
+        if self._run is not run:
+            return
+        self._run = None
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False

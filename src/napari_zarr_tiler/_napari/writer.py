@@ -1,19 +1,52 @@
-"""npe2 writers: File > Save Selected Layers to ``name.zarr`` writes an OME-Zarr pyramid."""
+"""npe2 writers: File > Save Selected Layers to ``name.zarr`` writes an OME-Zarr pyramid.
+
+One image layer, one labels layer, or one image with its labels layers (written as the image's
+OME-Zarr ``labels/``, as every OME-Zarr viewer expects). Any other selection is refused with a
+message that says what to select.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from ..conversion import convert
+import zarr
+
+from .. import ome_ngff
+from ..conversion import channels_first_shape, convert, plan_conversion
+from ..errors import ConversionError
 from .layer_metadata import conversion_options, level_zero
+
+#: What Save Selected Layers can write to a .zarr store, for the refusal message.
+_WHAT_FITS = (
+    "select one image layer, one labels layer, or one image layer with its labels layers "
+    "(they are written under the image's labels/); to write several images, save them one "
+    "at a time or use the Convert to zarr widget"
+)
+
+
+@contextlib.contextmanager
+def _reported(path: str) -> Iterator[None]:
+    """Re-raise a ValueError as a ConversionError: napari turns a writer's ValueError into
+    "not a valid writer" and drops its message."""
+    try:
+        yield
+    except ValueError as error:
+        msg = f"cannot save {Path(path).name}: {error}"
+        raise ConversionError(msg) from error
 
 
 def _write(path: str, data: Any, meta: dict[str, Any], layer_type: str) -> list[str]:
     # napari's save dialog has already asked before replacing an existing name; the engine still
     # refuses to replace anything that is not a zarr store.
-    result = convert(
-        level_zero(data, meta), path, overwrite=True, **conversion_options(meta, layer_type)
-    )
+    with _reported(path):
+        result = convert(
+            level_zero(data, meta), path, overwrite=True, **conversion_options(meta, layer_type)
+        )
     return [str(result.path)]
 
 
@@ -25,3 +58,89 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer as an OME-Zarr label image."""
     return _write(path, data, meta, "labels")
+
+
+def _label_names(layers: list[tuple[Any, dict[str, Any], str]]) -> list[str]:
+    """Folder names for the labels layers: their names made path-safe and unique."""
+    names: list[str] = []
+    for index, (_data, meta, _kind) in enumerate(layers):
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(meta.get("name") or "")).strip("._")
+        name = name or f"labels{index}"
+        unique, suffix = name, 1
+        while unique in names:
+            suffix += 1
+            unique = f"{name}_{suffix}"
+        names.append(unique)
+    return names
+
+
+def write_image_with_labels(
+    path: str, layer_data: list[tuple[Any, dict[str, Any], str]]
+) -> list[str]:
+    """Write one Image layer and its Labels layers as one OME-Zarr image with ``labels/``.
+
+    The image is written (and moved into place) first, then each label image, then the
+    ``labels`` group that lists them: a reader sees the labels only once all are complete.
+
+    Parameters
+    ----------
+    path : str
+        The store to write (``*.zarr``); an existing zarr store there is replaced.
+    layer_data : list of (data, meta, layer_type)
+        One ``"image"`` and one or more ``"labels"`` layers, as npe2 passes them.
+
+    Returns
+    -------
+    list of str
+        The store's path.
+
+    Raises
+    ------
+    ConversionError
+        When the layers are not one image and labels, or cannot be written.
+    """
+    images = [layer for layer in layer_data if layer[2] == "image"]
+    labels = [layer for layer in layer_data if layer[2] == "labels"]
+    if len(images) != 1 or len(images) + len(labels) != len(layer_data):
+        refuse_layers(path, layer_data)
+    (data, meta, _kind) = images[0]
+    with _reported(path):
+        for layer in labels:  # every label image can be written: checked before the image is
+            _check_layer(*layer)
+        result = convert(
+            level_zero(data, meta), path, overwrite=True, **conversion_options(meta, "image")
+        )
+        names = _label_names(labels)
+        for name, (label_data, label_meta, _kind) in zip(names, labels, strict=True):
+            convert(
+                level_zero(label_data, label_meta),
+                result.path / "labels" / name,
+                **conversion_options(label_meta, "labels"),
+            )
+    # The group that lists the label images comes last.
+    group = zarr.open_group(str(result.path / "labels"), mode="a", zarr_format=3)
+    group.attrs.put(ome_ngff.wrap_ome({"labels": names}, version="0.5"))
+    return [str(result.path)]
+
+
+def _check_layer(data: Any, meta: dict[str, Any], layer_type: str) -> None:
+    """Refuse a layer's shape or dtype as :func:`convert` would, without writing anything."""
+    level = level_zero(data, meta)
+    shape = tuple(level.shape)
+    if meta.get("rgb") and layer_type == "image":
+        shape = channels_first_shape(shape)
+    plan_conversion(shape, level.dtype)
+
+
+def refuse_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -> list[str]:
+    """Refuse a selection the .zarr writers cannot store, saying what to select instead.
+
+    Raises
+    ------
+    ConversionError
+        Always (not a ValueError, which napari would replace by "not a valid writer").
+    """
+    counts = Counter(kind for _data, _meta, kind in layer_data)
+    selected = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+    msg = f"cannot save {selected} layers to {Path(path).name}: {_WHAT_FITS}"
+    raise ConversionError(msg)

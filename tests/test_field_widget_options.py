@@ -1,0 +1,223 @@
+"""Field reports on the Convert widget, the npe2 writer and option validation (issue 10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_zarr_tiler._napari.widget import ConvertWidget
+
+
+def test_many_widget_conversions_in_a_row_raise_nothing(
+    make_napari_viewer, qtbot, tmp_path: Path, small_image: np.ndarray
+) -> None:
+    """napari's progress bar processes events inside ``setValue``: the worker's ``finished``
+    can run in the middle of the progress handler, which must survive it."""
+    viewer = make_napari_viewer()
+    viewer.add_image(small_image, name="slide")
+    widget = ConvertWidget(viewer)
+    widget.chunks.value = "32"  # 64 + 16 + 4 + 1 tiles: many progress events per run
+    widget.open_result.value = False
+    with qtbot.capture_exceptions() as exceptions:
+        for index in range(20):
+            widget.output.value = tmp_path / f"run{index}.zarr"
+            widget.start()
+            assert widget.worker is not None
+            qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert not exceptions, [str(e[1]) for e in exceptions]
+    for index in range(20):
+        group = zarr.open_group(str(tmp_path / f"run{index}.zarr"), mode="r")
+        np.testing.assert_array_equal(group["0"][...], small_image)
+    assert widget.run_button.enabled
+
+
+def test_widget_names_its_own_overwrite_checkbox(
+    make_napari_viewer, qtbot, tmp_path: Path, small_image: np.ndarray
+) -> None:
+    from napari.utils.notifications import notification_manager
+
+    from napari_zarr_tiler import convert
+
+    dest = tmp_path / "exists.zarr"
+    convert(small_image, dest, chunks=64)
+    viewer = make_napari_viewer()
+    viewer.add_image(small_image, name="slide")
+    widget = ConvertWidget(viewer)
+    widget.output.value = dest
+    widget.overwrite.value = False
+    widget.open_result.value = False
+    before = len(notification_manager.records)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("already exists" in m for m in messages), messages
+    assert not any("--overwrite" in m or "overwrite=True" in m for m in messages), messages
+    assert any(f"'{widget.overwrite.text}'" in m for m in messages), messages
+    assert "notes" not in [p.name for p in dest.iterdir()]
+
+
+def test_widget_ignores_a_second_start_while_running(
+    make_napari_viewer, qtbot, tmp_path: Path, small_image: np.ndarray
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(small_image, name="slide")
+    widget = ConvertWidget(viewer)
+    widget.output.value = tmp_path / "once.zarr"
+    widget.open_result.value = False
+    with qtbot.capture_exceptions() as exceptions:
+        widget.start()
+        first = widget.worker
+        widget.start()
+        assert widget.worker is first
+        widget.cancel()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert not exceptions, [str(e[1]) for e in exceptions]
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+# -- options checked in the core, before anything is written --------------------------------
+
+
+def _omero_channels(path: Path) -> list[dict]:
+    return zarr.open_group(str(path), mode="r").attrs["ome"]["omero"]["channels"]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [(("red",), "FF0000"), (("#00ff7f",), "00FF7F"), ("green", "00FF00"), (["Grey"], "FFFFFF")],
+)
+def test_colour_names_and_hex_are_stored_as_hex(
+    tmp_path: Path, small_image: np.ndarray, given, stored: str
+) -> None:
+    from napari_zarr_tiler import convert
+
+    dest = tmp_path / "c.zarr"
+    convert(small_image, dest, chunks=128, colors=given)
+    assert _omero_channels(dest)[0]["color"] == stored
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"colors": ("reddish",)}, "give hex RRGGBB such as 'FF0000'"),
+        ({"colors": ("FF00",)}, "is not a colour"),
+        ({"colors": (0xFF0000,)}, "is not a colour"),
+        ({"contrast_limits": [(5, 1)]}, "starts at 5 after it ends at 1"),
+        ({"contrast_limits": [(0, float("nan"))]}, "not two finite numbers"),
+        ({"contrast_limits": [("a", "b")]}, "not two finite numbers"),
+        ({"contrast_limits": 7}, "a (start, end) pair per channel"),
+        (
+            {"compressor": "gzip", "clevel": "abc"},
+            "clevel must be a whole number from 0 to 9 for gzip",
+        ),
+        ({"compressor": "blosc-lz4", "clevel": 2.5}, "from 0 to 9 for blosc-lz4"),
+        ({"compressor": "zstd", "clevel": "99"}, "clevel 99 is out of range for zstd"),
+        ({"chunks": "six"}, "chunks must be a number or comma-separated numbers"),
+        ({"chunks": ""}, "chunks must be a positive integer"),
+        ({"shards": "abc"}, "shards must be a number"),
+    ],
+)
+def test_invalid_options_are_refused_before_writing(
+    tmp_path: Path, small_image: np.ndarray, options: dict, expected: str
+) -> None:
+    from napari_zarr_tiler import convert
+    from napari_zarr_tiler.errors import InvalidOptionError
+
+    dest = tmp_path / "bad.zarr"
+    with pytest.raises(InvalidOptionError) as caught:
+        convert(small_image, dest, chunks=options.pop("chunks", 128), **options)
+    assert expected in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_window_given_as_one_pair_and_equal_ends_are_kept(
+    tmp_path: Path, small_image: np.ndarray
+) -> None:
+    from napari_zarr_tiler import convert
+
+    dest = tmp_path / "w.zarr"
+    convert(small_image, dest, chunks=128, contrast_limits=(100, 2000.5))
+    window = _omero_channels(dest)[0]["window"]
+    assert (window["start"], window["end"]) == (100.0, 2000.5)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "shards", "stored_chunks", "stored_shards"),
+    [
+        ("64", None, (64, 64), None),
+        ("32,64", "64, 128", (32, 64), (64, 128)),
+        ("32", "none", (32, 32), None),
+    ],
+)
+def test_text_chunks_and_shards_are_numbers_not_characters(
+    tmp_path: Path, small_image: np.ndarray, chunks, shards, stored_chunks, stored_shards
+) -> None:
+    from napari_zarr_tiler import convert
+
+    dest = tmp_path / "t.zarr"
+    convert(small_image, dest, chunks=chunks, shards=shards, clevel="5", levels="2")
+    level = zarr.open_group(str(dest), mode="r")["0"]
+    assert level.chunks == stored_chunks
+    assert level.shards == stored_shards
+    assert sorted(zarr.open_group(str(dest), mode="r").array_keys()) == ["0", "1"]
+
+
+# -- File > Save Selected Layers with several layers ---------------------------------------
+
+
+def test_save_image_with_labels_writes_labels_under_the_image(
+    make_napari_viewer, tmp_path: Path, small_image: np.ndarray
+) -> None:
+    from napari.layers import Image, Labels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_image, name="img", scale=(2.0, 2.0))
+    mask = (small_image > small_image.mean()).astype(np.uint8)
+    viewer.add_labels(mask, name="cell mask", scale=(2.0, 2.0))
+    viewer.add_labels(mask * 2, name="nuclei", scale=(2.0, 2.0))
+    path = tmp_path / "both.zarr"
+    viewer.layers.selection = set(viewer.layers)
+    written = viewer.layers.save(str(path), selected=True, plugin="napari-zarr-tiler")
+    assert written == [str(path)]
+    labels_group = zarr.open_group(str(path / "labels"), mode="r")
+    assert labels_group.attrs["ome"] == {"version": "0.5", "labels": ["cell_mask", "nuclei"]}
+    np.testing.assert_array_equal(
+        zarr.open_array(str(path / "labels" / "nuclei" / "0"))[...], mask * 2
+    )
+    viewer.layers.clear()
+    reopened = viewer.open(str(path), plugin="napari-zarr-tiler")
+    kinds = sorted(type(layer).__name__ for layer in reopened)
+    assert kinds == ["Image", "Labels", "Labels"], kinds
+    image = next(layer for layer in reopened if isinstance(layer, Image))
+    np.testing.assert_array_equal(np.asarray(image.data), small_image)
+    labels = [layer for layer in reopened if isinstance(layer, Labels)]
+    np.testing.assert_allclose(labels[0].scale, (2.0, 2.0))
+
+
+def test_save_two_images_is_refused_with_what_to_select(
+    make_napari_viewer, tmp_path: Path, small_image: np.ndarray
+) -> None:
+    from napari_zarr_tiler.errors import ConversionError
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_image, name="a")
+    viewer.add_image(small_image, name="b")
+    viewer.add_labels(np.zeros((2, 2, 2, 2, 2, 8, 8), np.uint8), name="7-D")
+    path = tmp_path / "two.zarr"
+    viewer.layers.selection = {viewer.layers["a"], viewer.layers["b"]}
+    # Not a ValueError: napari would replace its message by "not a valid writer".
+    with pytest.raises(ConversionError, match=r"2 image layers.*select one image layer"):
+        viewer.layers.save(str(path), selected=True, plugin="napari-zarr-tiler")
+    viewer.layers.selection = {viewer.layers["b"], viewer.layers["7-D"]}
+    with pytest.raises(ConversionError, match="OME-Zarr images have 2 to 5 axes"):
+        viewer.layers.save(str(path), selected=True, plugin="napari-zarr-tiler")
+    assert not path.exists()  # refused before the image was written
+    viewer.layers.selection = {viewer.layers["7-D"]}
+    with pytest.raises(
+        ConversionError, match=r"cannot save two\.zarr: OME-Zarr images have 2 to 5"
+    ):
+        viewer.layers.save(str(path), selected=True, plugin="napari-zarr-tiler")
+    assert list(tmp_path.iterdir()) == []
