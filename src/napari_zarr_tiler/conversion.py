@@ -24,14 +24,7 @@ import zarr
 
 from . import ome_ngff
 from .compression import Compressor, compressor_codecs
-from .destination import (
-    abort_staging,
-    begin_staging,
-    check_destination,
-    commit_staging,
-    has_partial_store,
-    release_staging,
-)
+from .destination import Staging
 from .direct_io import choose_direct_io
 from .errors import (
     ConversionError,
@@ -39,6 +32,7 @@ from .errors import (
     InvalidOptionError,
     UnsupportedDtypeError,
 )
+from .option_text import parse_colors, parse_levels, parse_shape, parse_windows
 from .pyramid import Downsampling, auto_level_count, level_shapes, max_level_count
 from .region_writer import (
     DIRECT_IO_SUFFIX,
@@ -51,6 +45,7 @@ from .region_writer import (
     SourceReader,
     codec_pipeline_name,
     dask_client,
+    settle_writes,
     use_codec_pipeline,
     with_direct_io,
 )
@@ -72,8 +67,19 @@ SUPPORTED_DTYPES = (
 #: Largest region (bytes of level 0) one worker holds; regions grow by powers of two up to it.
 #: 16 MB measured best on 2 cores (64 MB regions left a core idle on images of a few regions).
 REGION_BYTES = 16 << 20
-DEFAULT_COLORS = ("FFFFFF", "FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0000FF")
+#: Channel colours when the source names none, as napari's own defaults: one channel gray, two
+#: magenta and green, more cyan, magenta, yellow, blue, green, red (colours that add up well).
+DEFAULT_COLORS = ("00FFFF", "FF00FF", "FFFF00", "0000FF", "00FF00", "FF0000")
+TWO_CHANNEL_COLORS = ("FF00FF", "00FF00")
 RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
+
+
+def default_colors(n_channels: int) -> tuple[str, ...]:
+    """The colours given to ``n_channels`` channels whose source names none (cycled)."""
+    if n_channels == 1:
+        return ("FFFFFF",)
+    return TWO_CHANNEL_COLORS if n_channels == 2 else DEFAULT_COLORS
+
 
 Layout = Literal["ome", "array"]
 
@@ -139,7 +145,10 @@ class ConversionResult:
 def _per_axis(
     value: int | Sequence[int], ndim: int, *, name: str, default_other: int = 1, smallest: int = 1
 ) -> tuple[int, ...]:
-    if isinstance(value, bool):
+    if isinstance(value, str):  # "64" or "1,64,64" (never its characters, one per axis)
+        parsed = parse_shape(value, name=name)
+        value = value if parsed is None else parsed
+    if isinstance(value, bool | str):
         msg = f"{name} must be a positive integer or one per axis, got {value!r}"
         raise InvalidOptionError(msg)
     if isinstance(value, int | np.integer):
@@ -232,6 +241,10 @@ def plan_conversion(
         msg = f"an array of {ndim} axes is not an image; images have 2 to 5 axes (shape {shape})"
         raise InvalidOptionError(msg)
     requested_chunks = _per_axis(chunks, ndim, name="chunks")
+    if isinstance(shards, str):  # "" and "none": no shards, as in the widget
+        shards = parse_shape(shards, name="shards")
+    if isinstance(levels, str):
+        levels = parse_levels(levels)
     chunk_shape = tuple(min(c, s) for c, s in zip(requested_chunks, shape, strict=True))  # clip
     shard_shape = None
     if shards is not None:
@@ -346,11 +359,26 @@ def _local_paths_of(array: Any) -> list[Path]:
     if not isinstance(array, zarr.Array):
         array = getattr(array, "array", array)
     if isinstance(array, zarr.Array):
-        # LocalStore has a root; an fsspec store on the local disk an absolute path.
-        root = getattr(array.store, "root", None) or getattr(array.store, "path", None)
+        if isinstance(array.store, zarr.storage.LocalStore):
+            # A store opened by a relative path has a relative root: resolve it now (against
+            # the working directory it was opened from, as far as it can be known).
+            return [_store_root(Path(array.store.root).absolute())]
+        # An fsspec store on the local disk has an absolute path (a remote one is not local).
+        root = getattr(array.store, "path", None)
         return [Path(root)] if root is not None and Path(root).is_absolute() else []
     filename = getattr(array, "filename", None)  # numpy memmap
     return [Path(filename)] if isinstance(filename, str) else []
+
+
+def _store_root(folder: Path) -> Path:
+    """The outermost folder of the zarr hierarchy ``folder`` belongs to (an array opened by the
+    path of a node inside a store belongs to the whole store)."""
+    root = folder
+    while any((root.parent / name).is_file() for name in ("zarr.json", ".zgroup")):
+        if root.parent == root:
+            break
+        root = root.parent
+    return root
 
 
 def _arrays_in_dask_graph(array: Any) -> list[Any]:
@@ -575,7 +603,9 @@ def convert(
         Axis names (t, c, z, y, x), physical pixel size, position of the first pixel, and units,
         per axis of the source (for RGB sources, without the colour axis).
     channel_names, colors, contrast_limits : sequence, optional
-        Per-channel display metadata (``omero``); colours as hex ``RRGGBB``.
+        Per-channel display metadata (``omero``): colours as hex ``RRGGBB`` (or ``"red"``,
+        ``"green"``, ... as in ``option_text.COLOR_NAMES``), windows as ``(start, end)`` with
+        ``start <= end``.
     name : str, optional
         Image name in the metadata (default: ``dest``'s name).
     label : bool
@@ -640,6 +670,8 @@ def convert(
     codecs = compressor_codecs(
         compressor, clevel, zarr_format=zarr_format, itemsize=plan.dtype.itemsize
     )
+    colors = parse_colors(colors)  # checked before anything is written
+    contrast_limits = parse_windows(contrast_limits)
     ndim = len(plan.shape)
     axis_names = (
         _resolve_axes(axes, ndim, channel_position=src.channel_position)
@@ -658,12 +690,13 @@ def convert(
     if len(unit_list) != ndim:
         msg = f"units must have {ndim} values, got {unit_list}"
         raise InvalidOptionError(msg)
-    dest_path = check_destination(
+    staging = Staging(
         dest,
         overwrite=overwrite,
         source_paths=[*src.paths(), *map(Path, source_paths)],
         resume=resume,
     )
+    dest_path = staging.dest
     image_name = name or dest_path.name.removesuffix(".zarr")
     version = "0.5" if zarr_format == 3 else "0.4"
     method: Downsampling = "nearest" if label else "mean"
@@ -691,12 +724,12 @@ def convert(
         "pipeline": pipeline,
         "method": method,
     }
-    resuming = resume and has_partial_store(dest_path)
-    staging = begin_staging(dest_path, resume=resume)
+    folder = staging.begin()
+    resuming = staging.resuming
     try:
         direct = choose_direct_io(
             direct_io,
-            staging=staging,
+            staging=folder,
             output_bytes=plan.nbytes,
             pipeline=pipeline,
             on_cluster=bool(scheduler),
@@ -705,10 +738,10 @@ def convert(
         pipeline = with_direct_io(pipeline) if direct else pipeline
         # The journal first: a resume with other options is refused before anything changes in
         # the partial store it keeps.
-        journal = Journal(staging, fingerprint, resume=resume)
+        journal = Journal(folder, fingerprint, resume=resume)
         try:
             with use_codec_pipeline(pipeline):
-                level_paths = _create_arrays(staging, plan, codecs, axis_names, reuse=resume)
+                level_paths = _create_arrays(folder, plan, codecs, axis_names, reuse=resume)
             client_context = dask_client(scheduler) if scheduler else contextlib.nullcontext()
             with use_codec_pipeline(pipeline), client_context as client:
                 runner = RegionScheduler(
@@ -754,38 +787,27 @@ def convert(
                 contrast_limits=contrast_limits,
             )
             # The metadata that declares the image comes last.
-            zarr.open_group(str(staging), mode="r+", zarr_format=zarr_format).attrs.update(
+            zarr.open_group(str(folder), mode="r+", zarr_format=zarr_format).attrs.update(
                 attributes
             )
-        journal.remove()
-        commit_staging(staging, dest_path)
+        staging.commit()
     except KeyboardInterrupt:
         # Interrupted by the user: keep the partial store (hidden, marked incomplete) for resume.
+        settle_writes()
         raise
     except BaseException as error:
-        if not resume:
-            # A resumed run keeps its partial store whatever happens (a typo in an option must
-            # not throw away hours of work); a fresh one leaves nothing behind.
-            abort_staging(staging)
-        # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
-        io_failure = isinstance(error, OSError) or (
-            isinstance(error, RuntimeError) and "os error" in str(error)
-        )
-        if io_failure and not isinstance(error, DestinationError):
-            full = getattr(error, "errno", None) == 28 or "os error 28" in str(error)
-            reason = (
-                "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
-            )
-            kept = (
-                f"the partial store is kept at {staging} for --resume"
-                if resume
-                else "nothing was left behind"
-            )
-            msg = f"{dest_path}: writing failed ({reason}); {kept}"
-            raise DestinationError(msg) from error
+        # Writes still in flight (siblings of a failed one) finish first: what is left on disk
+        # is only judged, and reported, once nothing writes there any more.
+        settle_writes()
+        # A resumed run keeps its partial store whatever happens (a typo in an option must
+        # not throw away hours of work); a fresh one leaves nothing behind.
+        staging.abort(keep=resume)
+        failure = _write_failure(error, dest_path, staging.left_behind)
+        if failure is not None:
+            raise failure from error
         raise
     finally:
-        release_staging(staging)
+        staging.release()
     return ConversionResult(
         dest_path,
         plan,
@@ -796,6 +818,19 @@ def convert(
             "resumed_regions": resumed_regions,
         },
     )
+
+
+def _write_failure(error: BaseException, dest: Path, left_behind: str) -> DestinationError | None:
+    """A failed write (a full disk, a file-size limit) as one clear error, saying what was left."""
+    # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
+    io_failure = isinstance(error, OSError) or (
+        isinstance(error, RuntimeError) and "os error" in str(error)
+    )
+    if not io_failure or isinstance(error, DestinationError):
+        return None
+    full = getattr(error, "errno", None) == 28 or "os error 28" in str(error)
+    reason = "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
+    return DestinationError(f"{dest}: writing failed ({reason}); {left_behind}")
 
 
 def _passes(
@@ -916,7 +951,7 @@ def _ome_attributes(
                 if rgb
                 else [f"{name} c{i}" if n_channels > 1 else name for i in range(n_channels)]
             )
-        palette = RGB_COLORS if rgb else DEFAULT_COLORS
+        palette = RGB_COLORS if rgb else default_colors(n_channels)
         channel_colors = (
             [c.lstrip("#") for c in colors] if colors and len(colors) == n_channels else []
         )

@@ -31,6 +31,18 @@ class DestinationError(ConversionError, OSError):
     """The destination exists, is not writable, or would overlap the source."""
 
 
+class DestinationExistsError(DestinationError):
+    """The destination exists and replacing it was not allowed.
+
+    The message gives the command line's and Python's way to allow it; other front ends (the
+    napari widget) name their own control, from ``path``.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ConversionCancelled(ZarrTilerError):
     """The conversion was cancelled by its caller; the destination holds no complete store."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import math
 import os
@@ -26,10 +27,11 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync as zarr_sync
 
+from .destination import JOURNAL
 from .errors import ConversionCancelled, InvalidOptionError, SourceError
 from .pyramid import Downsampling, downsample_2x
 
-JOURNAL = ".napari-zarr-tiler-journal"
+__all__ = ["JOURNAL"]  # re-exported: the journal's file name is spelled in destination
 Region = tuple[slice, ...]
 CancelArg = threading.Event | Callable[[], bool] | None
 
@@ -273,12 +275,15 @@ def convert_region(
     write_first: bool,
     method: Downsampling,
     channel_axis: int | None,
+    clear: bool = False,
 ) -> RegionOutcome:
     """Read one region, write it and its downsampled versions.
 
     ``level_paths[0]`` is the level the region belongs to (written only if ``write_first``, the
     pass reading the source, which also measures the value range of the source's pixels); each
-    following path receives the region halved once more.
+    following path receives the region halved once more. With ``clear`` (a resumed run), the
+    chunks the region covers are deleted first: an interrupted or failed run may have left them
+    empty or torn, and a partial (edge) chunk is read back to be completed when written.
     """
     block = read(region)
     value_ranges = (
@@ -292,6 +297,8 @@ def convert_region(
             block, level_paths, region, write_first, method
         )
     ]
+    if clear:
+        _clear_chunks(writes)
     _write_all(writes)
     return RegionOutcome([level_block.shape for _, _, level_block in writes], value_ranges)
 
@@ -313,6 +320,49 @@ def _level_blocks(
         yield path, region, block
 
 
+def _clear_chunks(writes: list[tuple[Any, Region, np.ndarray]]) -> None:
+    """Delete the stored chunks (shards, when sharded) that each level region covers.
+
+    Regions are aligned to whole chunks and shards, so no other region's chunk is touched.
+    """
+
+    async def clear() -> None:
+        deletions = []
+        for array, region, _ in writes:
+            grid = array.metadata.chunk_grid.chunk_shape
+            ranges = [
+                range(s.start // c, -(-s.stop // c)) for s, c in zip(region, grid, strict=True)
+            ]
+            for coords in itertools.product(*ranges):
+                key = array.metadata.encode_chunk_key(coords)
+                deletions.append((array.store_path / key).delete())
+        await asyncio.gather(*deletions)
+
+    zarr_sync(clear())
+
+
+def settle_writes(timeout: float = 120.0) -> None:
+    """Wait until no task is left running on zarr's event loop, or ``timeout`` seconds.
+
+    When one chunk write fails, zarr raises at once while the other writes gathered with it go
+    on in its event loop (and in threads it started): the staging folder may be judged,
+    removed or kept only once they have finished.
+    """
+
+    async def drain() -> None:
+        deadline = time.monotonic() + timeout
+        current = asyncio.current_task()
+        while True:
+            pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return
+            await asyncio.wait(pending, timeout=remaining)
+
+    with contextlib.suppress(Exception):  # settling must never hide the error being handled
+        zarr_sync(drain())
+
+
 def _write_all(writes: list[tuple[Any, Region, np.ndarray]]) -> None:
     """Write a region's level blocks in one trip through zarr's event loop, concurrently.
 
@@ -326,9 +376,14 @@ def _write_all(writes: list[tuple[Any, Region, np.ndarray]]) -> None:
         return
 
     async def write() -> None:
-        await asyncio.gather(
-            *(array._async_array.setitem(region, block) for array, region, block in writes)
+        # Every level's write ends before the first failure is raised (none left running).
+        results = await asyncio.gather(
+            *(array._async_array.setitem(region, block) for array, region, block in writes),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     zarr_sync(write())
 
@@ -382,7 +437,12 @@ def _same_bytes(stored: np.ndarray, expected: np.ndarray) -> bool:
 
 
 def _refusal(staging: Path, header: str, fingerprint: dict[str, Any]) -> str:
-    """Why a journal cannot be resumed: another version of this package, or other options."""
+    """Why a journal cannot be resumed: torn, another version of this package, or other options."""
+    if not header.strip():
+        return (
+            f"{staging} has an empty journal (the disk may have filled up as it started); run "
+            "again without resume to start over"
+        )
     try:
         version = json.loads(header).get("journal")
     except (ValueError, AttributeError):
@@ -408,6 +468,8 @@ class Journal:
     def __init__(self, staging: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
         self.path = staging / JOURNAL
         self.done: dict[tuple[int, int], RegionOutcome] = {}
+        #: Whether an earlier run's journal was taken over (its chunks may be torn).
+        self.resumed = resume and self.path.is_file()
         header = json.dumps(fingerprint, sort_keys=True)
         if resume and self.path.is_file():
             lines = self.path.read_text().splitlines()
@@ -636,6 +698,7 @@ class RegionScheduler:
             pyramid_pass.write_first,
             self.method,
             self.channel_axis,
+            self.journal.resumed,  # chunks an earlier run left may be torn: clear them first
         )
 
     @contextlib.contextmanager
@@ -660,6 +723,18 @@ class RegionScheduler:
             return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
 
         yield submit, wait_any, 2 * max(sum(self.client.nthreads().values()), 1)
+
+    def _stop(self, in_flight: dict[Any, int]) -> None:
+        """Cancel the regions not started, and let those running finish (a failed run's folder
+        is judged only once nothing writes into it). Threads: the pool's exit waits for them;
+        a dask task cannot be stopped once running, so it is waited for (up to a minute)."""
+        if self.client is not None:
+            from distributed import wait as dask_wait
+
+            with contextlib.suppress(Exception):
+                dask_wait(list(in_flight), timeout=60)
+        for future in in_flight:
+            future.cancel()
 
     def _execute(
         self, pyramid_pass: PyramidPass, pass_index: int, todo: list[tuple[int, Region]]
@@ -687,6 +762,5 @@ class RegionScheduler:
                 while in_flight:
                     collect(wait_any(in_flight))
             except BaseException:
-                for future in in_flight:
-                    future.cancel()
+                self._stop(in_flight)
                 raise
