@@ -154,7 +154,7 @@ def expected_levels(shape: tuple[int, int]) -> list[tuple[int, int]]:
 
 class Slide:
     def __init__(self) -> None:
-        from napari_zarr_tiler.synthetic import synthetic_slide
+        from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
         self.blocks = [synthetic_slide(BLOCK, dtype="uint16", seed=s) for s in range(SEEDS)]
 

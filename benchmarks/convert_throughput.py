@@ -121,9 +121,9 @@ def engine_identity() -> str:
     """The git commit of the checkout plus a hash of the package's sources as imported now."""
     import hashlib
 
-    import napari_zarr_tiler.conversion
+    import napari_zarr_tiler
 
-    package = Path(napari_zarr_tiler.conversion.__file__).parent
+    package = Path(napari_zarr_tiler.__file__).parent
     digest = hashlib.sha256()
     for source in sorted(package.rglob("*.py")):
         digest.update(source.read_bytes())
@@ -148,7 +148,7 @@ def engine_identity() -> str:
 
 def make_image(size: int) -> np.ndarray:
     """``size`` x ``size`` uint16 of synthetic_slide tiles (seed = tile index)."""
-    from napari_zarr_tiler.synthetic import synthetic_slide
+    from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
     if size % TILE:
         msg = f"size must be a multiple of {TILE}"
@@ -425,7 +425,7 @@ _TILES: list[np.ndarray] = []
 
 def _tile_block(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
     """One 2048 x 2048 block: one of 8 synthetic_slide tiles, picked by the block's position."""
-    from napari_zarr_tiler.synthetic import synthetic_slide
+    from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
     if not _TILES:
         _TILES.extend(synthetic_slide(TILE, dtype="uint16", seed=s) for s in range(8))

@@ -168,7 +168,7 @@ def tile_content(row: int, col: int, cache: dict[int, Any]) -> Any:
     """Level-0 content of one tile: one of a few synthetic slides, flipped/rotated per tile."""
     import numpy as np
 
-    from napari_zarr_tiler.synthetic import synthetic_slide
+    from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
     n_seeds = 8
     index = (row * 7 + col * 3) % (n_seeds * 8)
@@ -218,7 +218,7 @@ def create_huge(path: Path) -> None:
 
 
 def create_small(path: Path) -> None:
-    from napari_zarr_tiler.synthetic import synthetic_slide
+    from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_zarr_tiler.synthetic import synthetic_slide
+from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
 
 @pytest.fixture(scope="session")

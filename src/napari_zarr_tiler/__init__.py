@@ -1,33 +1,87 @@
 """Open zarr stores lazily in napari and convert images into tiled OME-Zarr pyramids.
 
-The package root exposes the pure-Python API (no Qt, no napari):
+The package root is the pure-Python API (no Qt, no napari):
 
-- :func:`read_zarr` describes what a store holds as lazily loaded layers;
-- :func:`convert` streams an image into a chunked, compressed OME-Zarr pyramid.
+- :func:`read_zarr` describes what a store holds as lazily loaded layers (:class:`LayerSpec`
+  in a :class:`StoreContents`);
+- :func:`plan_conversion` says what a conversion would write (:class:`ConversionPlan`), without
+  touching any data;
+- :func:`convert` streams an image into a chunked, compressed OME-Zarr pyramid, reporting
+  :class:`Progress`, and returns a :class:`ConversionResult`;
+- the errors they raise derive from :class:`ZarrTilerError`.
+
+The code is laid out in wings: ``reader/`` (a store in, layer specs out), ``sources/`` (what the
+converter reads, one module per format), ``converter/`` (plan, regions, scheduler, resume,
+staging, write back-end), with ``_napari/`` and ``cli.py`` as thin adapters on top.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ChunkSizeError,
+    ConversionCancelled,
+    ConversionError,
+    DestinationError,
+    DestinationExistsError,
+    InvalidOptionError,
+    SourceError,
+    StoreReadError,
+    UnsupportedDtypeError,
+    ZarrTilerError,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "convert", "read_zarr"]
+__all__ = [
+    "ChunkSizeError",
+    "ConversionCancelled",
+    "ConversionError",
+    "ConversionPlan",
+    "ConversionResult",
+    "DestinationError",
+    "DestinationExistsError",
+    "InvalidOptionError",
+    "LayerSpec",
+    "Progress",
+    "SourceError",
+    "StoreContents",
+    "StoreReadError",
+    "UnsupportedDtypeError",
+    "ZarrTilerError",
+    "__version__",
+    "convert",
+    "plan_conversion",
+    "read_zarr",
+]
+
+#: Names served lazily, by the wing that defines them: `import napari_zarr_tiler` (and npe2's
+#: manifest discovery) stays cheap.
+_LAZY = {
+    "read_zarr": "reader",
+    "LayerSpec": "reader",
+    "StoreContents": "reader",
+    "convert": "converter",
+    "plan_conversion": "converter",
+    "ConversionPlan": "converter",
+    "ConversionResult": "converter",
+    "Progress": "converter",
+}
 
 if TYPE_CHECKING:
-    from .conversion import convert
-    from .store_layers import read_zarr
+    from .converter import ConversionPlan, ConversionResult, Progress, convert, plan_conversion
+    from .reader import LayerSpec, StoreContents, read_zarr
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy imports keep `import napari_zarr_tiler` (and npe2's manifest discovery) cheap.
-    if name == "convert":
-        from .conversion import convert
+    wing = _LAZY.get(name)
+    if wing is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(import_module(f".{wing}", __name__), name)
 
-        return convert
-    if name == "read_zarr":
-        from .store_layers import read_zarr
 
-        return read_zarr
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .compression import COMPRESSORS, compressor_codecs, describe_codec
-from .conversion import convert, plan_conversion
-from .destination import staging_path
+from .converter import (
+    COMPRESSORS,
+    Progress,
+    compressor_codecs,
+    convert,
+    describe_codec,
+    parse_levels,
+    parse_shape,
+    plan_conversion,
+)
 from .errors import ConversionCancelled, InvalidOptionError, ZarrTilerError
-from .option_text import parse_levels, parse_shape
-from .region_writer import Progress
-from .sources import SourceSpec, check_local
-from .tiff_metadata import SourceWarning
+from .sources import SourceSpec, SourceWarning, check_local
+from .zarr_names import staging_path
 
 PROG = "napari-zarr-tiler"
 
@@ -279,7 +284,7 @@ def describe_store(path: str | os.PathLike[str]) -> str:
     import zarr
 
     from .ome_ngff import ome_attributes, parse_multiscale
-    from .store_layers import member_array, open_zarr_node
+    from .reader import member_array, open_zarr_node
 
     node_dir, node = open_zarr_node(path)
     lines = [f"{node_dir}"]

@@ -1,4 +1,4 @@
-"""npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.store_layers.read_zarr`."""
+"""npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.reader.layers.read_zarr`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from napari.utils.notifications import show_info
 
-from ..store_layers import find_zarr_node, read_zarr
+from ..reader import find_zarr_node, read_zarr
 
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LayerDataTuple = tuple[Any, dict[str, Any], str]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..synthetic import synthetic_slide
+from ..sources import synthetic_slide
 
 
 def sample_slide_uint8() -> list[tuple[Any, dict[str, Any], str]]:

@@ -27,10 +27,19 @@ from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..compression import COMPRESSORS, DEFAULT_LEVELS, LEVEL_RANGES
-from ..conversion import ConversionResult, Progress, channels_first_shape, convert, plan_conversion
+from ..converter import (
+    COMPRESSORS,
+    DEFAULT_LEVELS,
+    LEVEL_RANGES,
+    ConversionResult,
+    Progress,
+    channels_first_shape,
+    convert,
+    parse_levels,
+    parse_shape,
+    plan_conversion,
+)
 from ..errors import ConversionCancelled, DestinationExistsError, ZarrTilerError
-from ..option_text import parse_levels, parse_shape
 from .layer_metadata import conversion_options, level_zero
 
 if TYPE_CHECKING:

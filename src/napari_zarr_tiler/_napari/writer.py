@@ -17,7 +17,7 @@ from typing import Any
 import zarr
 
 from .. import ome_ngff
-from ..conversion import channels_first_shape, convert, plan_conversion
+from ..converter import channels_first_shape, convert, plan_conversion
 from ..errors import ConversionError
 from .layer_metadata import conversion_options, level_zero
 

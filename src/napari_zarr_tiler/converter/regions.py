@@ -27,11 +27,10 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync as zarr_sync
 
-from .destination import JOURNAL
-from .errors import ConversionCancelled, InvalidOptionError, SourceError
+from ..errors import ConversionCancelled, InvalidOptionError, SourceError
+from ..zarr_names import JOURNAL
 from .pyramid import Downsampling, downsample_2x
 
-__all__ = ["JOURNAL"]  # re-exported: the journal's file name is spelled in destination
 Region = tuple[slice, ...]
 CancelArg = threading.Event | Callable[[], bool] | None
 
@@ -137,7 +136,7 @@ class SourceReader:
     array : array-like, optional
         numpy, dask or zarr array (used in this process).
     spec : object with ``open()``, optional
-        A picklable source description (:class:`napari_zarr_tiler.sources.SourceSpec`), re-opened
+        A picklable source description (:class:`napari_zarr_tiler.sources.formats.SourceSpec`), re-opened
         in each worker process when the reader is sent to a cluster.
     channel_position : int, optional
         Where the RGB(A) sample axis (the source's last) goes, or None.

@@ -13,9 +13,9 @@ import zarr
 
 from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import StoreReadError
-from napari_zarr_tiler.store_layers import find_zarr_node
+from napari_zarr_tiler.reader.layers import find_zarr_node
 
-from .conftest import (
+from ..conftest import (
     PeakMemoryGrowth,
     add_labels,
     corrupt_json,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numcodecs
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 
 Compressor = Literal["zstd", "blosc-lz4", "blosc-zstd", "gzip", "none"]
 COMPRESSORS: tuple[str, ...] = ("zstd", "blosc-lz4", "blosc-zstd", "gzip", "none")

@@ -17,13 +17,13 @@ import pytest
 import zarr
 
 from napari_zarr_tiler import read_zarr
-from napari_zarr_tiler.contained_store import ContainedLocalStore, StoreContentWarning
 from napari_zarr_tiler.errors import StoreReadError
-from napari_zarr_tiler.lazy_views import VIEW_BYTES_BUDGET, VIEW_CHUNK_BUDGET, StridedView
 from napari_zarr_tiler.ome_ngff import safe_member_path
-from napari_zarr_tiler.store_layers import contrast_limits_from
+from napari_zarr_tiler.reader.contained_store import ContainedLocalStore, StoreContentWarning
+from napari_zarr_tiler.reader.layers import contrast_limits_from
+from napari_zarr_tiler.reader.previews import VIEW_BYTES_BUDGET, VIEW_CHUNK_BUDGET, StridedView
 
-from .conftest import write_ome_image
+from ..conftest import write_ome_image
 
 PLUGIN = "napari-zarr-tiler"
 

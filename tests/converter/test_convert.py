@@ -21,24 +21,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_zarr_tiler import convert, read_zarr
-from napari_zarr_tiler.conversion import plan_conversion
-from napari_zarr_tiler.destination import staging_path
-from napari_zarr_tiler.direct_io import (
+from napari_zarr_tiler.converter.direct_io import (
     available_memory_bytes,
     choose_direct_io,
     supports_direct_io,
 )
+from napari_zarr_tiler.converter.engine import plan_conversion
+from napari_zarr_tiler.converter.pyramid import downsample_2x
+from napari_zarr_tiler.converter.regions import JOURNAL, Progress
+from napari_zarr_tiler.converter.staging import staging_path
 from napari_zarr_tiler.errors import (
     ConversionCancelled,
     DestinationError,
     InvalidOptionError,
     UnsupportedDtypeError,
 )
-from napari_zarr_tiler.pyramid import downsample_2x
-from napari_zarr_tiler.region_writer import JOURNAL, Progress
-from napari_zarr_tiler.synthetic import synthetic_slide
+from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
-from .conftest import read_json, reference_mean
+from ..conftest import read_json, reference_mean
 
 
 @settings(
@@ -620,7 +620,7 @@ def test_downsampling_in_slabs_equals_the_reference_exactly(
     monkeypatch: pytest.MonkeyPatch, dtype: str
 ) -> None:
     """Several slabs (a tiny slab budget), leading axes and odd edges: exact, bit for bit."""
-    import napari_zarr_tiler.pyramid as pyramid
+    import napari_zarr_tiler.converter.pyramid as pyramid
 
     monkeypatch.setattr(pyramid, "_SLAB_BYTES", 300)
     rng = np.random.default_rng(7)

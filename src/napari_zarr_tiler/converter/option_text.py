@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 
 #: Channel colour names accepted besides hex ``RRGGBB``: napari's single-colour colormaps, as
 #: the brightest colour of each (so ``green`` is ``00FF00``, not CSS's ``008000``).

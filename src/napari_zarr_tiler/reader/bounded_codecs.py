@@ -30,7 +30,7 @@ import zarr.registry
 from numcodecs.compat import ensure_bytes, ensure_contiguous_ndarray, ndarray_copy
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
-from .errors import ChunkSizeError, StoreReadError
+from ..errors import ChunkSizeError, StoreReadError
 
 #: Room above a chunk's declared size: checksums and headers of chained codecs, and one zstd
 #: block of up to 128 KiB (a frame without a declared size is bounded block by block).

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .basic_indexing import basic_index
-from .errors import SourceError, StoreReadError
-from .ome_ngff import ome_attributes, parse_multiscale, valid_unit
-from .store_layers import member_array, open_zarr_node
+from ..basic_indexing import basic_index
+from ..errors import SourceError, StoreReadError
+from ..ome_ngff import ome_attributes, parse_multiscale, valid_unit
+from ..reader.layers import member_array, open_zarr_node
+from ..zarr_names import METADATA_FILES
 from .tiff_metadata import Calibration, imagej_calibration, ome_calibration
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".qptiff")
@@ -70,7 +71,7 @@ class SourceSpec:
         if self.path.startswith("sample:"):
             return "sample"
         path = Path(self.path)
-        if path.is_dir() or path.name in ("zarr.json", ".zarray", ".zgroup", ".zattrs"):
+        if path.is_dir() or path.name in METADATA_FILES:
             return "zarr"
         if path.suffix.lower() == ".npy":
             return "npy"

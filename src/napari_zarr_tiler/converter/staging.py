@@ -33,19 +33,25 @@ import uuid
 import warnings
 from pathlib import Path
 
-from .contained_store import MAX_METADATA_BYTES
-from .errors import DestinationError, DestinationExistsError
+from ..errors import DestinationError, DestinationExistsError
+from ..zarr_names import (
+    COMPLETE,
+    JOURNAL,
+    MAX_METADATA_BYTES,
+    METADATA_FILES,
+    NODE_METADATA,
+    STAGING_MARKER,
+    is_partial_store,
+    marker_state,
+    staging_path,
+)
 
-STAGING_MARKER = ".napari-zarr-tiler-partial"
-#: The resume journal a conversion keeps in its staging folder.
-JOURNAL = ".napari-zarr-tiler-journal"
-METADATA_FILES = ("zarr.json", ".zgroup", ".zarray")
+__all__ = ["JOURNAL", "STAGING_MARKER", "is_partial_store", "marker_state", "staging_path"]
+
 #: Every metadata file a zarr node may hold.
-_NODE_FILES = frozenset((*METADATA_FILES, ".zattrs", ".zmetadata"))
+_NODE_FILES = frozenset(METADATA_FILES)
 #: Files of this package (or of the system) that a zarr store written here may hold.
 _OWN_FILES = frozenset((STAGING_MARKER, JOURNAL, ".DS_Store"))
-#: First word of the marker once the staging folder holds a complete store.
-_COMPLETE = "complete"
 
 #: Chunk keys at the root of an array: v3 ``c`` / ``c.0.1`` / ``c/...``, v2 ``0.1`` / ``0/...``.
 _ARRAY_FILE = re.compile(r"c|c(\.\d+)+|\d+(\.\d+)*")
@@ -128,7 +134,7 @@ def store_refusal(path: Path) -> str | None:
     """
     if path.is_symlink() or not path.is_dir():
         return f"{path} is not a folder"
-    if not any(_zarr_metadata(path / name) for name in METADATA_FILES):
+    if not any(_zarr_metadata(path / name) for name in NODE_METADATA):
         return f"{path} has no valid zarr metadata at its root"
     pending = [(path, _node_kind(path) or "group")]
     while pending:
@@ -154,11 +160,6 @@ def is_zarr_store(path: Path) -> bool:
     a stray or broken ``zarr.json`` is not a store.
     """
     return store_refusal(path) is None
-
-
-def staging_path(dest: Path) -> Path:
-    """The hidden folder a conversion to ``dest`` writes into."""
-    return dest.parent / f".{dest.name}.partial"
 
 
 def _is_within(path: Path, ancestor: Path) -> bool:
@@ -245,30 +246,6 @@ def _check_existing(path: Path, *, overwrite: bool, resume: bool) -> None:
             f"name ({refusal})"
         )
         raise DestinationError(msg)
-
-
-def marker_state(folder: Path) -> str | None:
-    """``"partial"`` or ``"complete"`` for a folder carrying this package's marker, else None."""
-    marker = folder / STAGING_MARKER
-    try:
-        if marker.is_symlink() or not marker.is_file():
-            return None
-        with marker.open("rb") as file:
-            head = file.read(64)
-    except OSError:
-        return "partial"  # a marker that cannot be read still marks an unfinished folder
-    return _COMPLETE if head.startswith(_COMPLETE.encode()) else "partial"
-
-
-def is_partial_store(folder: Path) -> bool:
-    """Whether ``folder`` is an unfinished conversion (a reader must not take it for a store).
-
-    A store committed in place that still carries a "complete" marker (its removal failed or
-    was cut short) is finished.
-    """
-    state = marker_state(folder)
-    staged = folder.name.startswith(".") and folder.name.endswith(".partial")
-    return state == "partial" or (state == _COMPLETE and staged)
 
 
 def has_partial_store(dest: Path) -> bool:
@@ -384,7 +361,7 @@ def _recover(dest: Path) -> None:
     staging = staging_path(dest)
     if marker_state(staging) is not None and _locked_elsewhere(staging):
         return
-    if marker_state(dest) == _COMPLETE:
+    if marker_state(dest) == COMPLETE:
         if _locked_elsewhere(dest):
             return
         for name in (JOURNAL, STAGING_MARKER):  # a committed store whose tidying was cut short
@@ -560,7 +537,7 @@ class Staging:
         return dest
 
     def _mark_complete(self) -> None:
-        text = f"{_COMPLETE} conversion, not yet moved into place\n".encode()
+        text = f"{COMPLETE} conversion, not yet moved into place\n".encode()
         try:
             if self._lock is not None:
                 os.ftruncate(self._lock, 0)

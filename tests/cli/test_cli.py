@@ -17,11 +17,11 @@ import pytest
 import tifffile
 import zarr
 
-from napari_zarr_tiler.destination import staging_path
-from napari_zarr_tiler.region_writer import JOURNAL
-from napari_zarr_tiler.synthetic import synthetic_slide
+from napari_zarr_tiler.converter.regions import JOURNAL
+from napari_zarr_tiler.converter.staging import staging_path
+from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
-from .conftest import reference_mean
+from ..conftest import reference_mean
 
 EXE = (
     shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent)) or "napari-zarr-tiler"
@@ -654,7 +654,7 @@ def test_an_interrupted_store_is_never_reported_or_opened_as_complete(
 def test_uncompressed_tiff_reads_equal_tifffile(  # read by positioned reads, not zarr
     tmp_path: Path, shape: tuple[int, ...], options: dict
 ) -> None:
-    from napari_zarr_tiler.sources import (
+    from napari_zarr_tiler.sources.formats import (
         AxisOrderView,
         ContiguousFileArray,
         SourceSpec,
@@ -761,7 +761,7 @@ def test_uncompressed_tiff_regions_read_only_their_bytes(tmp_path: Path) -> None
         )
     script = textwrap.dedent(
         f"""
-        from napari_zarr_tiler.sources import ContiguousFileArray, SourceSpec
+        from napari_zarr_tiler.sources.formats import ContiguousFileArray, SourceSpec
         array = SourceSpec({str(path)!r}).open().array
         assert isinstance(array, ContiguousFileArray)
         total = 0
@@ -786,9 +786,9 @@ def test_a_tiff_of_huge_compressed_strips_is_refused_clearly(
 ) -> None:
     """One compressed strip is decoded whole for every region that touches it: refused past a
     size, with what to do instead; smaller strips convert."""
-    from napari_zarr_tiler import sources
     from napari_zarr_tiler.errors import SourceError
-    from napari_zarr_tiler.sources import SourceSpec
+    from napari_zarr_tiler.sources import formats as sources
+    from napari_zarr_tiler.sources.formats import SourceSpec
 
     data = np.arange(512 * 600, dtype=np.uint16).reshape(512, 600)
     path = tmp_path / "one_strip.tif"

@@ -16,7 +16,7 @@ import mmap
 import os
 from pathlib import Path
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 
 #: Outputs larger than this share of the available memory are written with direct I/O (auto).
 AUTO_SHARE_OF_AVAILABLE_MEMORY = 0.25

@@ -14,7 +14,7 @@ from npe2 import PluginManager
 
 from napari_zarr_tiler._napari.reader import get_reader
 
-from .conftest import corrupt_json
+from ..conftest import corrupt_json
 
 PLUGIN = "napari-zarr-tiler"
 

@@ -22,19 +22,20 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
-from . import ome_ngff
-from .compression import Compressor, compressor_codecs
-from .destination import Staging
-from .direct_io import choose_direct_io
-from .errors import (
+from .. import ome_ngff
+from ..errors import (
     ConversionError,
     DestinationError,
     InvalidOptionError,
     UnsupportedDtypeError,
 )
+from ..sources.formats import SourceSpec
+from ..zarr_names import GROUP_METADATA
+from .compression import Compressor, compressor_codecs
+from .direct_io import choose_direct_io
 from .option_text import parse_colors, parse_levels, parse_shape, parse_windows
 from .pyramid import Downsampling, auto_level_count, level_shapes, max_level_count
-from .region_writer import (
+from .regions import (
     DIRECT_IO_SUFFIX,
     CancelArg,
     Journal,
@@ -49,7 +50,7 @@ from .region_writer import (
     use_codec_pipeline,
     with_direct_io,
 )
-from .sources import SourceSpec
+from .staging import Staging
 
 SUPPORTED_DTYPES = (
     "uint8",
@@ -374,7 +375,7 @@ def _store_root(folder: Path) -> Path:
     """The outermost folder of the zarr hierarchy ``folder`` belongs to (an array opened by the
     path of a node inside a store belongs to the whole store)."""
     root = folder
-    while any((root.parent / name).is_file() for name in ("zarr.json", ".zgroup")):
+    while any((root.parent / name).is_file() for name in GROUP_METADATA):
         if root.parent == root:
             break
         root = root.parent

@@ -10,8 +10,8 @@ import zarr
 from napari.layers import Image, Labels
 
 from napari_zarr_tiler._napari.widget import ConvertWidget
-from napari_zarr_tiler.destination import staging_path
-from napari_zarr_tiler.synthetic import synthetic_slide
+from napari_zarr_tiler.converter.staging import staging_path
+from napari_zarr_tiler.sources.synthetic import synthetic_slide
 
 
 @pytest.fixture

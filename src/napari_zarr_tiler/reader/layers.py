@@ -23,33 +23,31 @@ import numpy as np
 import zarr
 import zarr.errors
 
-from .bounded_codecs import bounded_decoding, limit_format2_compressor
-from .contained_store import (
-    MAX_METADATA_BYTES,
-    ContainedLocalStore,
-    StoreFileRefused,
-    read_inside,
-)
-from .destination import is_partial_store
-from .errors import StoreReadError
-from .lazy_views import (
-    StridedView,
-    minimum_sample_step,
-    needs_lazy_pyramid,
-    strided_level_factors,
-)
-from .ome_ngff import (
+from ..errors import StoreReadError
+from ..ome_ngff import (
     TILER_ATTRIBUTE,
     ome_attributes,
     parse_multiscale,
     safe_member_path,
     valid_unit,
 )
+from ..zarr_names import MAX_METADATA_BYTES, METADATA_FILES, has_node_metadata, is_partial_store
+from .bounded_codecs import bounded_decoding, limit_format2_compressor
+from .contained_store import (
+    ContainedLocalStore,
+    StoreFileRefused,
+    read_inside,
+)
+from .previews import (
+    StridedView,
+    minimum_sample_step,
+    needs_lazy_pyramid,
+    strided_level_factors,
+)
 
 if TYPE_CHECKING:  # dask is imported where it is used: converting a TIFF never needs it
     import dask.array as da
 
-METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 
 #: A single stored chunk larger than this is refused: displaying any pixel would decode it all.
 MAX_CHUNK_BYTES = 1 << 30
@@ -118,7 +116,7 @@ def find_zarr_node(path: str | os.PathLike[str]) -> Path | None:
         candidate = Path(path)
         if candidate.name in METADATA_FILES and candidate.is_file():
             candidate = candidate.parent
-        if candidate.is_dir() and any((candidate / name).is_file() for name in METADATA_FILES):
+        if candidate.is_dir() and has_node_metadata(candidate):
             return candidate
     except (OSError, ValueError):
         return None

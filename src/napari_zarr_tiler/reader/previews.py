@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .basic_indexing import basic_index
+from ..basic_indexing import basic_index
 
 #: A plane with more pixels than this (or a side above the GL texture limit) gets strided views.
 LAZY_PYRAMID_MIN_PIXELS = 4096 * 4096

@@ -15,12 +15,12 @@ import pytest
 import zarr
 
 from napari_zarr_tiler import read_zarr
-from napari_zarr_tiler.bounded_codecs import zstd_decoded_bound
-from napari_zarr_tiler.contained_store import StoreContentWarning
 from napari_zarr_tiler.errors import ChunkSizeError, StoreReadError
-from napari_zarr_tiler.store_layers import MAX_CHANNEL_LAYERS, MAX_LAYERS
+from napari_zarr_tiler.reader.bounded_codecs import zstd_decoded_bound
+from napari_zarr_tiler.reader.contained_store import StoreContentWarning
+from napari_zarr_tiler.reader.layers import MAX_CHANNEL_LAYERS, MAX_LAYERS
 
-from .conftest import PeakMemoryGrowth, add_labels, write_ome_image
+from ..conftest import PeakMemoryGrowth, add_labels, write_ome_image
 
 
 def _bare_v2_array(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], **extra) -> None:

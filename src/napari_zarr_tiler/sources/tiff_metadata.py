@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ome_ngff import SPACE_UNITS, TIME_UNITS
+from ..ome_ngff import SPACE_UNITS, TIME_UNITS
 
 #: Unit spellings of OME-XML, ImageJ and tifffile, as OME-NGFF names them.
 UNIT_NAMES = {

@@ -22,7 +22,7 @@ import pytest
 import zarr
 
 from napari_zarr_tiler import convert, read_zarr
-from napari_zarr_tiler.destination import STAGING_MARKER, staging_path
+from napari_zarr_tiler.converter.staging import STAGING_MARKER, staging_path
 from napari_zarr_tiler.errors import DestinationError
 
 EXE = shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent))

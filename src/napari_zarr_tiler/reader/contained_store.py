@@ -29,15 +29,15 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteReques
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.storage import LocalStore
 
+from ..zarr_names import MAX_METADATA_BYTES, METADATA_FILES
+
 #: Largest read the store serves: a chunk is refused above 1 GiB decoded anyway (the reader's
 #: ``MAX_CHUNK_BYTES``), and compressed data is never much larger than that. A shard file may
 #: be larger: it is read in ranges, each of which is held to this.
 MAX_READ_BYTES = (1 << 30) + (1 << 20)
-#: Largest metadata document served (OME-Zarr metadata is kilobytes).
-MAX_METADATA_BYTES = 64 << 20
 #: Links followed at most while opening one key (the kernel's own limit is 40).
 MAX_LINK_HOPS = 40
-_METADATA_KEYS = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+_METADATA_KEYS = METADATA_FILES
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
 _DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)

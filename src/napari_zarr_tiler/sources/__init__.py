@@ -1,0 +1,14 @@
+"""The sources wing: what the converter reads, opened lazily and read by region.
+
+:class:`SourceSpec` names a source (a TIFF, a zarr store, a ``.npy`` file or a built-in sample)
+and opens it into an :class:`OpenSource`: a lazily read level-0 array with the options its
+metadata implies (axes, scale, units, channel names and colours). Inside, one module per format.
+"""
+
+from __future__ import annotations
+
+from .formats import OpenSource, SourceSpec, check_local
+from .synthetic import synthetic_slide
+from .tiff_metadata import SourceWarning
+
+__all__ = ["OpenSource", "SourceSpec", "SourceWarning", "check_local", "synthetic_slide"]
