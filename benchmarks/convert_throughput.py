@@ -287,7 +287,7 @@ def write_ours(image: Any, path: Path, codec: str) -> dict[str, Any]:
     result = convert(
         image, path, chunks=CHUNK, compressor=spec["compressor"], clevel=spec["clevel"]
     )
-    return result.extra
+    return {"codec_pipeline": result.codec_pipeline, "direct_io": result.direct_io}
 
 
 WRITERS: list[tuple[str, Callable[[np.ndarray, Path, str], Any], str]] = [

@@ -1,146 +1,53 @@
-"""Shared fixtures: a small image, stores written from it, and helpers that write OME-Zarr by hand.
+"""Shared fixtures, chained: an image, then a store or file written from it, then a viewer with it.
 
-The hand-written stores follow the OME-NGFF 0.4 / 0.5 specifications literally, independently of
-this package's own writer, so that the reader is tested against the spec and not against itself.
+- ``small_image`` (256 x 256) -> ``ome_pyramid`` (written by hand, per the spec) and
+  ``converted_store`` (written by :func:`napari_zarr_tiler.convert`) -> ``viewer_with_store``
+  (a real napari viewer with that store open) or ``viewer_with_slide`` (the image added);
+- ``slide_image`` (2048 x 3072) -> ``tiffs`` (one TIFF per layout);
+- ``big_tiff`` (201 MB) -> ``reference_store`` (its uninterrupted conversion, which interrupted
+  and resumed ones must equal).
+
+Tests that use a viewer (``make_napari_viewer`` or ``qtbot``) get the ``viewer`` marker here;
+plain helper functions are in ``helpers.py``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 
-from napari_zarr_tiler.sources.synthetic import synthetic_slide
+from napari_zarr_tiler.sources import synthetic_slide
+
+from .helpers import (
+    SLOW_OPTIONS,
+    add_labels,
+    reference_mean,
+    run,
+    write_big_tiff,
+    write_ome_image,
+    write_tiff_layouts,
+)
+
+#: A test that asks for one of these fixtures (directly or through another) needs a display.
+VIEWER_FIXTURES = frozenset({"make_napari_viewer", "qtbot"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a napari viewer or Qt with ``viewer``."""
+    for item in items:
+        if VIEWER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.viewer)
+
+
+# -- a small image, a store written from it, a viewer with it open -----------------------------
 
 
 @pytest.fixture(scope="session")
 def small_image() -> np.ndarray:
     """A 256 x 256 uint16 slide-like image."""
     return synthetic_slide(256, dtype="uint16", seed=1)
-
-
-def _status_kb(field: str) -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split(f"{field}:")[1].split()[0])
-
-
-class PeakMemoryGrowth:
-    """How far this process's resident memory peaked above its level at the start of the block.
-
-    Resets the kernel's high-water mark first (``/proc/self/clear_refs``, Linux), so that a peak
-    an earlier test reached cannot hide this block's (``ru_maxrss`` never goes down).
-    """
-
-    grown_mb: float = 0.0
-
-    def __enter__(self) -> PeakMemoryGrowth:
-        Path("/proc/self/clear_refs").write_text("5")
-        self._before_kb = _status_kb("VmRSS")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.grown_mb = (_status_kb("VmHWM") - self._before_kb) / 1024
-
-
-def reference_mean(image: np.ndarray) -> np.ndarray:
-    """2x2 mean rounding half up, odd edges averaged with themselves (independent reference)."""
-    pad = [(0, 0)] * (image.ndim - 2) + [(0, image.shape[-2] % 2), (0, image.shape[-1] % 2)]
-    padded = np.pad(image, pad, mode="edge").astype(np.float64)
-    mean = (
-        padded[..., ::2, ::2]
-        + padded[..., 1::2, ::2]
-        + padded[..., ::2, 1::2]
-        + padded[..., 1::2, 1::2]
-    ) / 4
-    if np.dtype(image.dtype).kind in "iu":
-        return np.floor(mean + 0.5).astype(image.dtype)
-    return mean.astype(image.dtype)
-
-
-def write_ome_image(
-    path: Path,
-    levels: list[np.ndarray],
-    *,
-    version: str = "0.5",
-    axes: list[dict[str, Any]] | None = None,
-    level_scales: list[list[float]] | None = None,
-    level_translations: list[list[float]] | None = None,
-    global_transforms: list[dict[str, Any]] | None = None,
-    omero: dict[str, Any] | None = None,
-    image_label: dict[str, Any] | None = None,
-    chunks: tuple[int, ...] | None = None,
-    shards: tuple[int, ...] | None = None,
-) -> zarr.Group:
-    """Write an OME-Zarr image group by hand (0.4: zarr v2, 0.5: zarr v3)."""
-    ndim = levels[0].ndim
-    if axes is None:
-        axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"[-ndim:]]
-    zarr_format = 3 if version == "0.5" else 2
-    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-    datasets = []
-    for index, level in enumerate(levels):
-        level_chunks = chunks or tuple(min(64, s) for s in level.shape)
-        kwargs: dict[str, Any] = {}
-        if zarr_format == 3:
-            kwargs["dimension_names"] = [axis["name"] for axis in axes]
-            if shards is not None:
-                kwargs["shards"] = shards
-        array = group.create_array(
-            str(index), shape=level.shape, dtype=level.dtype, chunks=level_chunks, **kwargs
-        )
-        array[...] = level
-        scale = level_scales[index] if level_scales else [float(2**index)] * ndim
-        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
-        if level_translations:
-            transforms.append({"type": "translation", "translation": level_translations[index]})
-        datasets.append({"path": str(index), "coordinateTransformations": transforms})
-    multiscale: dict[str, Any] = {"axes": axes, "datasets": datasets, "name": path.name}
-    if global_transforms:
-        multiscale["coordinateTransformations"] = global_transforms
-    block: dict[str, Any] = {"multiscales": [multiscale]}
-    if omero is not None:
-        block["omero"] = omero
-    if image_label is not None:
-        block["image-label"] = image_label
-    if version == "0.5":
-        group.attrs.put({"ome": {"version": "0.5", **block}})
-    else:
-        multiscale["version"] = version
-        group.attrs.put(block)
-    return group
-
-
-def add_labels(
-    image_path: Path, name: str, levels: list[np.ndarray], *, version: str, **transforms: Any
-) -> None:
-    """Add a label image under ``labels/name`` of an OME-Zarr image, per the spec."""
-    zarr_format = 3 if version == "0.5" else 2
-    labels = zarr.open_group(str(image_path / "labels"), mode="a", zarr_format=zarr_format)
-    if version == "0.5":
-        labels.attrs.put({"ome": {"version": "0.5", "labels": [name]}})
-    else:
-        labels.attrs.put({"labels": [name]})
-    write_ome_image(
-        image_path / "labels" / name,
-        levels,
-        version=version,
-        image_label={"version": version, "colors": [{"label-value": 1, "rgba": [255, 0, 0, 255]}]},
-        **transforms,
-    )
-
-
-def corrupt_json(path: Path) -> None:
-    """Truncate a JSON metadata file in the middle."""
-    text = path.read_text()
-    path.write_text(text[: len(text) // 2])
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
 
 
 @pytest.fixture
@@ -174,3 +81,64 @@ def ome_pyramid(tmp_path: Path, small_image: np.ndarray, request: pytest.Fixture
         level_translations=[[10.0, 20.0]] * 3,
     )
     return path
+
+
+@pytest.fixture
+def converted_store(tmp_path: Path, small_image: np.ndarray) -> Path:
+    """``small_image`` converted by this package into ``opened.zarr`` (64 x 64 chunks)."""
+    from napari_zarr_tiler import convert
+
+    store = tmp_path / "opened.zarr"
+    convert(small_image, store, chunks=64)
+    return store
+
+
+@pytest.fixture
+def viewer_with_store(make_napari_viewer, converted_store: Path):
+    """A napari viewer with ``converted_store`` opened by this plugin (one image layer)."""
+    viewer = make_napari_viewer()
+    viewer.open(str(converted_store), plugin="napari-zarr-tiler")
+    return viewer
+
+
+@pytest.fixture
+def viewer_with_slide(make_napari_viewer, small_image: np.ndarray):
+    """A napari viewer showing ``small_image`` as the layer "slide" (0.5 µm pixels)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(
+        small_image, name="slide", scale=(0.5, 0.5), units=("micrometer", "micrometer")
+    )
+    return viewer
+
+
+# -- a larger image and the TIFFs written from it ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slide_image() -> np.ndarray:
+    """A 2048 x 3072 uint16 slide-like image."""
+    return np.tile(synthetic_slide(1024, dtype="uint16", seed=2), (2, 3))
+
+
+@pytest.fixture(scope="session")
+def tiffs(tmp_path_factory: pytest.TempPathFactory, slide_image: np.ndarray) -> dict[str, Path]:
+    """``slide_image`` as TIFFs: "stripped", "tiled" (BigTIFF, zlib), "ome" (3-channel pyramid)
+    and "rgb" (500 x 700)."""
+    return write_tiff_layouts(tmp_path_factory.mktemp("tiffs"), slide_image)
+
+
+# -- a big TIFF and its reference conversion ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def big_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8192 x 12288 uint16 tiled TIFF (201 MB), long enough to convert to interrupt."""
+    return write_big_tiff(tmp_path_factory.mktemp("big") / "big.tif")
+
+
+@pytest.fixture(scope="session")
+def reference_store(tmp_path_factory: pytest.TempPathFactory, big_tiff: Path) -> Path:
+    """``big_tiff`` converted in one uninterrupted run of the console script (slow options)."""
+    dest = tmp_path_factory.mktemp("reference") / "out.zarr"
+    run("convert", str(big_tiff), str(dest), *SLOW_OPTIONS, "--quiet", check=True)
+    return dest

@@ -105,6 +105,7 @@ def _hold_locks(paths: list[str], seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("apt-get") is None or os.geteuid() != 0, reason="needs apt-get as root"
 )
@@ -140,6 +141,7 @@ def test_system_packages_wait_for_the_apt_lock() -> None:
     assert elapsed > 2  # it waited for the holder instead of failing
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 def test_package_list_update_waits_for_the_lists_lock(tmp_path: Path) -> None:
     """``apt-get update`` does not wait for its lists lock by itself; the set-up retries.

@@ -7,7 +7,6 @@ stderr with a non-zero exit status (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -21,12 +20,12 @@ from .converter import (
     Progress,
     compressor_codecs,
     convert,
-    describe_codec,
     parse_levels,
     parse_shape,
     plan_conversion,
 )
 from .errors import ConversionCancelled, InvalidOptionError, ZarrTilerError
+from .reader import describe_store
 from .sources import SourceSpec, SourceWarning, check_local
 from .zarr_names import staging_path
 
@@ -249,7 +248,7 @@ def _convert(args: argparse.Namespace) -> int:
     finally:
         source.close()
     if not args.quiet:
-        resumed = result.extra.get("resumed_regions")
+        resumed = result.resumed_regions
         if args.resume:
             print(
                 f"{PROG}: resumed: {resumed:,} regions of the interrupted run were kept"
@@ -258,96 +257,13 @@ def _convert(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         rate = result.plan.nbytes / 1e6 / result.seconds if result.seconds else 0
-        direct = ", direct I/O" if result.extra.get("direct_io") else ""
+        direct = ", direct I/O" if result.direct_io else ""
         print(
             f"{PROG}: wrote {result.path}: {result.plan.describe()} in {result.seconds:.1f} s "
             f"({rate:,.0f} MB/s{direct})",
             file=sys.stderr,
         )
     return 0
-
-
-def _size(nbytes: float) -> str:
-    """Bytes for people: ``812 B``, ``4.1 kB``, ``19.9 MB``, ``11.1 GB``."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:,.1f} {unit}"
-    return f"{nbytes:.0f} B"
-
-
-def _disk_bytes(path: Path) -> int:
-    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
-
-
-def describe_store(path: str | os.PathLike[str]) -> str:
-    """Describe a store for people: levels, shape, dtype, chunks, shards, codecs, axes, scale, size."""
-    import zarr
-
-    from .ome_ngff import ome_attributes, parse_multiscale
-    from .reader import member_array, open_zarr_node
-
-    node_dir, node = open_zarr_node(path)
-    lines = [f"{node_dir}"]
-    if isinstance(node, zarr.Array):
-        levels = [("(array)", node, node_dir)]
-        lines.append(f"  zarr format {node.metadata.zarr_format}, a bare array")
-    else:
-        ome = ome_attributes(node.attrs.asdict())
-        if "multiscales" not in ome:
-            arrays = sorted(key for key, _ in node.arrays())
-            groups = sorted(node.group_keys(), key=lambda k: (not k.isdigit(), len(k), k))
-            shown = ", ".join(groups[:20]) + (
-                f" ... ({len(groups):,} in all)" if len(groups) > 20 else ""
-            )
-            kind = (
-                "bioformats2raw collection (one image per group)"
-                if "bioformats2raw.layout" in ome
-                else "zarr group without OME metadata"
-            )
-            lines.append(f"  {kind}; arrays: {', '.join(arrays) or 'none'}")
-            if groups:
-                lines.append(
-                    f"  groups: {shown} (describe one with `info {node_dir / groups[0]}`)"
-                )
-            levels = [
-                (key, member_array(node, key, where=node_dir), node_dir / key) for key in arrays
-            ]
-        else:
-            multiscale = parse_multiscale(ome, where=str(node_dir))
-            axes = ", ".join(
-                f"{a.name}" + (f" ({a.unit})" if a.unit else "") for a in multiscale.axes
-            )
-            lines.append(f"  OME-Zarr {multiscale.version} image {multiscale.name or ''}".rstrip())
-            lines.append(f"  axes: {axes}")
-            lines.append(f"  scale (level 0): {list(multiscale.scales[0])}")
-            if any(multiscale.translations[0]):
-                lines.append(f"  translation (level 0): {list(multiscale.translations[0])}")
-            if multiscale.channels:
-                lines.append(
-                    f"  channels: {', '.join(c.label or '?' for c in multiscale.channels)}"
-                )
-            levels = [
-                (p, member_array(node, p, where=node_dir), node_dir / p) for p in multiscale.paths
-            ]
-    total_raw = total_disk = 0
-    for name, array, folder in levels:
-        raw = array.nbytes
-        disk = _disk_bytes(folder) if folder != node_dir or isinstance(node, zarr.Array) else 0
-        total_raw += raw
-        total_disk += disk
-        codecs = [describe_codec(c) for c in getattr(array, "compressors", ())]
-        shards = f", shards {array.shards}" if getattr(array, "shards", None) else ""
-        ratio = f"{raw / disk:.3g}x" if disk else "-"
-        lines.append(
-            f"  level {name}: shape {array.shape} {array.dtype}, chunks {array.chunks}{shards}, "
-            f"codecs {' + '.join(codecs) or 'none'}, {_size(disk)} on disk ({ratio} compression)"
-        )
-    if total_disk:
-        lines.append(
-            f"  total: {_size(total_raw)} uncompressed, {_size(total_disk)} on disk "
-            f"({total_raw / total_disk:.3g}x compression)"
-        )
-    return "\n".join(lines)
 
 
 def _info(args: argparse.Namespace) -> int:

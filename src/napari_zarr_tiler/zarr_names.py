@@ -5,7 +5,7 @@ Two questions about a folder have answers of different cost, and live apart on p
 - *Does it look like a zarr node?* :func:`has_node_metadata`, here: a few ``stat`` calls, used to
   recognise something to open (the npe2 reader, a CLI source).
 - *Is it only a zarr store, so that replacing it loses nothing?*
-  :func:`napari_zarr_tiler.converter.staging.store_refusal`: walks the whole tree and names the
+  :func:`napari_zarr_tiler.converter.store_proof.store_refusal`: walks the whole tree and names the
   first entry that is not zarr's; only the converter's overwrite asks it.
 
 And one about our own conversions: *is it an unfinished one?* :func:`is_partial_store` reads the

@@ -25,13 +25,9 @@ from napari_zarr_tiler import convert, read_zarr
 from napari_zarr_tiler.converter.staging import STAGING_MARKER, staging_path
 from napari_zarr_tiler.errors import DestinationError
 
+from ..helpers import tree_bytes
+
 EXE = shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent))
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 def image(shape: tuple[int, int] = (300, 500), seed: int = 0) -> np.ndarray:
@@ -248,6 +244,7 @@ def test_failed_write_leaves_nothing_and_nothing_stuck(
     convert(image(), dest)  # and the name is free
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [0, 1000], ids=["empty-chunks", "torn-chunks"])
 @pytest.mark.parametrize("pipeline", ["auto", "default"])
 def test_resume_after_a_full_disk_rewrites_torn_and_empty_chunks(

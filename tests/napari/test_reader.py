@@ -14,11 +14,12 @@ from npe2 import PluginManager
 
 from napari_zarr_tiler._napari.reader import get_reader
 
-from ..conftest import corrupt_json
+from ..helpers import corrupt_json
 
 PLUGIN = "napari-zarr-tiler"
 
 
+@pytest.mark.slow
 def test_manifest_validates_with_imports() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", PLUGIN, "--imports"],
@@ -109,6 +110,7 @@ def test_drag_and_drop_a_store_folder(make_napari_viewer, qtbot, ome_pyramid: Pa
     assert isinstance(viewer.layers[1], Labels)  # only this plugin reads OME labels
 
 
+@pytest.mark.slow
 def test_huge_unpyramided_store_shows_a_frame(make_napari_viewer, qtbot, tmp_path: Path) -> None:
     path = tmp_path / "huge.zarr"
     z = zarr.create_array(str(path), shape=(200_000, 200_000), chunks=(100, 100), dtype="uint16")
@@ -140,6 +142,7 @@ def test_corrupt_store_reports_path_and_problem(make_napari_viewer, tmp_path: Pa
     assert len(viewer.layers) == 0
 
 
+@pytest.mark.slow
 def test_sample_data_opens(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "slide_uint16")

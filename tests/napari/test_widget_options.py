@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from napari.layers import Image, Labels
+from napari.utils.notifications import notification_manager
 
+from napari_zarr_tiler import ConversionError, InvalidOptionError, convert
 from napari_zarr_tiler._napari.widget import ConvertWidget
 
 
@@ -35,17 +38,10 @@ def test_many_widget_conversions_in_a_row_raise_nothing(
 
 
 def test_widget_names_its_own_overwrite_checkbox(
-    make_napari_viewer, qtbot, tmp_path: Path, small_image: np.ndarray
+    viewer_with_slide, converted_store: Path, qtbot
 ) -> None:
-    from napari.utils.notifications import notification_manager
-
-    from napari_zarr_tiler import convert
-
-    dest = tmp_path / "exists.zarr"
-    convert(small_image, dest, chunks=64)
-    viewer = make_napari_viewer()
-    viewer.add_image(small_image, name="slide")
-    widget = ConvertWidget(viewer)
+    dest = converted_store
+    widget = ConvertWidget(viewer_with_slide)
     widget.output.value = dest
     widget.overwrite.value = False
     widget.open_result.value = False
@@ -92,8 +88,6 @@ def _omero_channels(path: Path) -> list[dict]:
 def test_colour_names_and_hex_are_stored_as_hex(
     tmp_path: Path, small_image: np.ndarray, given, stored: str
 ) -> None:
-    from napari_zarr_tiler import convert
-
     dest = tmp_path / "c.zarr"
     convert(small_image, dest, chunks=128, colors=given)
     assert _omero_channels(dest)[0]["color"] == stored
@@ -123,9 +117,6 @@ def test_colour_names_and_hex_are_stored_as_hex(
 def test_invalid_options_are_refused_before_writing(
     tmp_path: Path, small_image: np.ndarray, options: dict, expected: str
 ) -> None:
-    from napari_zarr_tiler import convert
-    from napari_zarr_tiler.errors import InvalidOptionError
-
     dest = tmp_path / "bad.zarr"
     with pytest.raises(InvalidOptionError) as caught:
         convert(small_image, dest, chunks=options.pop("chunks", 128), **options)
@@ -136,8 +127,6 @@ def test_invalid_options_are_refused_before_writing(
 def test_window_given_as_one_pair_and_equal_ends_are_kept(
     tmp_path: Path, small_image: np.ndarray
 ) -> None:
-    from napari_zarr_tiler import convert
-
     dest = tmp_path / "w.zarr"
     convert(small_image, dest, chunks=128, contrast_limits=(100, 2000.5))
     window = _omero_channels(dest)[0]["window"]
@@ -155,8 +144,6 @@ def test_window_given_as_one_pair_and_equal_ends_are_kept(
 def test_text_chunks_and_shards_are_numbers_not_characters(
     tmp_path: Path, small_image: np.ndarray, chunks, shards, stored_chunks, stored_shards
 ) -> None:
-    from napari_zarr_tiler import convert
-
     dest = tmp_path / "t.zarr"
     convert(small_image, dest, chunks=chunks, shards=shards, clevel="5", levels="2")
     level = zarr.open_group(str(dest), mode="r")["0"]
@@ -171,8 +158,6 @@ def test_text_chunks_and_shards_are_numbers_not_characters(
 def test_save_image_with_labels_writes_labels_under_the_image(
     make_napari_viewer, tmp_path: Path, small_image: np.ndarray
 ) -> None:
-    from napari.layers import Image, Labels
-
     viewer = make_napari_viewer()
     viewer.add_image(small_image, name="img", scale=(2.0, 2.0))
     mask = (small_image > small_image.mean()).astype(np.uint8)
@@ -200,8 +185,6 @@ def test_save_image_with_labels_writes_labels_under_the_image(
 def test_save_two_images_is_refused_with_what_to_select(
     make_napari_viewer, tmp_path: Path, small_image: np.ndarray
 ) -> None:
-    from napari_zarr_tiler.errors import ConversionError
-
     viewer = make_napari_viewer()
     viewer.add_image(small_image, name="a")
     viewer.add_image(small_image, name="b")

@@ -8,25 +8,15 @@ import numpy as np
 import pytest
 import zarr
 from napari.layers import Image, Labels
+from napari.utils.notifications import notification_manager
 
 from napari_zarr_tiler._napari.widget import ConvertWidget
-from napari_zarr_tiler.converter.staging import staging_path
-from napari_zarr_tiler.sources.synthetic import synthetic_slide
-
-
-@pytest.fixture
-def viewer_with_slide(make_napari_viewer, small_image: np.ndarray):
-    viewer = make_napari_viewer()
-    viewer.add_image(
-        small_image, name="slide", scale=(0.5, 0.5), units=("micrometer", "micrometer")
-    )
-    return viewer
+from napari_zarr_tiler.sources import synthetic_slide
+from napari_zarr_tiler.zarr_names import staging_path
 
 
 def run_widget(widget: ConvertWidget, qtbot, output: Path, *, overwrite: bool) -> list[str]:
     """Start a conversion to ``output``, wait for the worker, return the notifications it raised."""
-    from napari.utils.notifications import notification_manager
-
     widget.output.value = output
     widget.overwrite.value = overwrite
     before = len(notification_manager.records)
@@ -90,6 +80,7 @@ def test_widget_converts_and_opens_the_result(
     assert widget.run_button.enabled
 
 
+@pytest.mark.slow
 def test_widget_cancel_stops_and_cleans_up(make_napari_viewer, qtbot, tmp_path: Path) -> None:
     viewer = make_napari_viewer()
     image = np.tile(synthetic_slide(1024, dtype="uint16"), (6, 6))  # 6144 x 6144, 75 MB
@@ -116,8 +107,6 @@ def test_widget_cancel_stops_and_cleans_up(make_napari_viewer, qtbot, tmp_path: 
 def test_widget_reports_bad_input_as_notification(
     viewer_with_slide, qtbot, tmp_path: Path
 ) -> None:
-    from napari.utils.notifications import notification_manager
-
     widget = ConvertWidget(viewer_with_slide)
     dest = tmp_path / "exists.zarr"
     dest.mkdir()
@@ -156,17 +145,12 @@ def test_save_selected_layers_writes_ome_zarr(
 
 
 def test_widget_refuses_to_write_into_the_store_a_layer_was_read_from(
-    make_napari_viewer, qtbot, tmp_path: Path, small_image
+    viewer_with_store, converted_store: Path, qtbot
 ) -> None:
-
-    from napari_zarr_tiler import convert
-
-    store = tmp_path / "opened.zarr"
-    convert(small_image, store, chunks=64)
+    store = converted_store
     before_files = sorted(p.name for p in store.rglob("*"))
-    viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(store), plugin="napari-zarr-tiler")
-    widget = ConvertWidget(viewer)
+    (layer,) = viewer_with_store.layers
+    widget = ConvertWidget(viewer_with_store)
     widget.layer.value = layer
     for target in (store, store / "inside.zarr"):
         messages = run_widget(widget, qtbot, target, overwrite=True)

@@ -19,11 +19,11 @@ import zarr
 from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import StoreReadError
 from napari_zarr_tiler.ome_ngff import safe_member_path
-from napari_zarr_tiler.reader.contained_store import ContainedLocalStore, StoreContentWarning
-from napari_zarr_tiler.reader.layers import contrast_limits_from
+from napari_zarr_tiler.reader import ContainedLocalStore, StoreContentWarning
+from napari_zarr_tiler.reader.contrast import contrast_limits_from
 from napari_zarr_tiler.reader.previews import VIEW_BYTES_BUDGET, VIEW_CHUNK_BUDGET, StridedView
 
-from ..conftest import write_ome_image
+from ..helpers import write_ome_image
 
 PLUGIN = "napari-zarr-tiler"
 
@@ -208,6 +208,7 @@ def _sampled_chunks(size: int, chunk: int, step: int) -> int:
     return len({index // chunk for index in range(0, size, step)})
 
 
+@pytest.mark.slow
 def test_previews_of_many_plane_chunks_are_budgeted_by_every_chunk_axis(tmp_path: Path) -> None:
     path = tmp_path / "planes.zarr"
     shape, chunks = (1024, 8192, 8192), (1024, 256, 256)
@@ -299,6 +300,7 @@ def test_paths_that_leave_or_confuse_the_store_are_refused(name: str) -> None:
 
 
 def test_labels_with_spaces_written_by_ome_zarr_py_open(tmp_path: Path) -> None:
+    pytest.importorskip("ome_zarr")
     from ome_zarr.writer import write_image, write_labels
 
     path = tmp_path / "spaces.zarr"
@@ -426,6 +428,7 @@ def test_unusual_but_drawable_transforms_open(
 
 
 def test_viewer_opens_odd_stores_or_says_why(make_napari_viewer, tmp_path: Path) -> None:
+    pytest.importorskip("ome_zarr")
     from napari.errors import ReaderPluginError
     from napari.layers import Image, Labels
 

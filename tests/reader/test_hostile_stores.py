@@ -16,11 +16,12 @@ import zarr
 
 from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import ChunkSizeError, StoreReadError
+from napari_zarr_tiler.reader import StoreContentWarning
 from napari_zarr_tiler.reader.bounded_codecs import zstd_decoded_bound
-from napari_zarr_tiler.reader.contained_store import StoreContentWarning
-from napari_zarr_tiler.reader.layers import MAX_CHANNEL_LAYERS, MAX_LAYERS
+from napari_zarr_tiler.reader.layers import MAX_LAYERS
+from napari_zarr_tiler.reader.multiscale import MAX_CHANNEL_LAYERS
 
-from ..conftest import PeakMemoryGrowth, add_labels, write_ome_image
+from ..helpers import PeakMemoryGrowth, add_labels, write_ome_image
 
 
 def _bare_v2_array(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], **extra) -> None:

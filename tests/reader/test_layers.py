@@ -13,9 +13,9 @@ import zarr
 
 from napari_zarr_tiler import read_zarr
 from napari_zarr_tiler.errors import StoreReadError
-from napari_zarr_tiler.reader.layers import find_zarr_node
+from napari_zarr_tiler.reader import find_zarr_node
 
-from ..conftest import (
+from ..helpers import (
     PeakMemoryGrowth,
     add_labels,
     corrupt_json,
@@ -222,6 +222,7 @@ def test_missing_chunks_read_as_fill_value(tmp_path: Path) -> None:
     assert (data[100:, 100:] == 7).all()
 
 
+@pytest.mark.slow
 def test_huge_array_without_pyramid_opens_lazily_with_bounded_memory(tmp_path: Path) -> None:
     """200,000 x 200,000 uint16 (80 GB) with 100 x 100 chunks, nearly all missing."""
     path = tmp_path / "huge.zarr"

@@ -15,6 +15,7 @@ from napari_zarr_tiler import read_zarr
 def test_ome_zarr_py_image_with_labels(
     tmp_path: Path, small_image: np.ndarray, version: str
 ) -> None:
+    pytest.importorskip("ome_zarr")
     from ome_zarr.format import FormatV04, FormatV05
     from ome_zarr.writer import write_image, write_labels
 
@@ -37,7 +38,7 @@ def test_ome_zarr_py_image_with_labels(
 def test_ngff_zarr_image_keeps_its_translation(
     tmp_path: Path, small_image: np.ndarray, version: str
 ) -> None:
-    import ngff_zarr as nz
+    nz = pytest.importorskip("ngff_zarr")
 
     ngff_image = nz.to_ngff_image(
         small_image,

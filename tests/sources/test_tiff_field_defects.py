@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import zarr
 
-from ..cli.test_cli import assert_one_line_error, run
+from ..helpers import assert_one_line_error, run
 
 
 def _image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.reader.layers.read_zarr`."""
+"""npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.reader.read_zarr`.
+
+napari asks :func:`get_reader` about every folder it opens, so importing this module stays cheap:
+the reader wing's face loads ``find_zarr_node`` alone (no zarr, no dask); the rest of the wing is
+imported when a store is read.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from napari.utils.notifications import show_info
 
-from ..reader import find_zarr_node, read_zarr
+from ..reader import find_zarr_node
 
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LayerDataTuple = tuple[Any, dict[str, Any], str]
@@ -25,12 +30,25 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple
 def read_layers(path: PathOrPaths) -> list[LayerDataTuple]:
     """Read every zarr node in ``path`` as lazily loaded layers.
 
+    Parameters
+    ----------
+    path : str, PathLike or sequence of them
+        Zarr nodes accepted by :func:`get_reader`.
+
+    Returns
+    -------
+    list of LayerData tuples
+        ``(data, kwargs, layer_type)`` per layer, data being dask arrays (a list when
+        multiscale); notices about the stores are shown as napari notifications.
+
     Raises
     ------
     StoreReadError
         When a store cannot be read; the message names the path and the problem, and napari
         shows it as a notification.
     """
+    from ..reader import read_zarr  # the whole reader wing (zarr, dask), once there is a store
+
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layer_data: list[LayerDataTuple] = []
     for one_path in paths:

@@ -32,8 +32,8 @@ from ..converter import (
     DEFAULT_LEVELS,
     LEVEL_RANGES,
     ConversionResult,
+    LevelZero,
     Progress,
-    channels_first_shape,
     convert,
     parse_levels,
     parse_shape,
@@ -204,11 +204,8 @@ class ConvertWidget(Container):
         if layer is None:
             msg = "open an image or labels layer to convert"
             raise ValueError(msg)
-        data = layer.data[0] if layer.multiscale else layer.data
-        shape = tuple(data.shape)
-        if getattr(layer, "rgb", False):
-            shape = channels_first_shape(shape)
-        return plan_conversion(shape, data.dtype, **self._options())
+        level0 = LevelZero(layer.data, rgb=getattr(layer, "rgb", False))  # levels: level 0
+        return plan_conversion(level0.shape, level0.dtype, **self._options())
 
     def _update_info(self, _event: Any = None) -> None:
         try:

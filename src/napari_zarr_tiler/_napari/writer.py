@@ -17,7 +17,7 @@ from typing import Any
 import zarr
 
 from .. import ome_ngff
-from ..converter import channels_first_shape, convert, plan_conversion
+from ..converter import LevelZero, convert, plan_conversion
 from ..errors import ConversionError
 from .layer_metadata import conversion_options, level_zero
 
@@ -125,11 +125,8 @@ def write_image_with_labels(
 
 def _check_layer(data: Any, meta: dict[str, Any], layer_type: str) -> None:
     """Refuse a layer's shape or dtype as :func:`convert` would, without writing anything."""
-    level = level_zero(data, meta)
-    shape = tuple(level.shape)
-    if meta.get("rgb") and layer_type == "image":
-        shape = channels_first_shape(shape)
-    plan_conversion(shape, level.dtype)
+    level0 = LevelZero(level_zero(data, meta), rgb=bool(meta.get("rgb")) and layer_type == "image")
+    plan_conversion(level0.shape, level0.dtype)
 
 
 def refuse_layers(path: str, layer_data: list[tuple[Any, dict[str, Any], str]]) -> list[str]:

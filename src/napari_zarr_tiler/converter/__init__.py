@@ -1,9 +1,15 @@
 """The converter wing: any array or source in, a chunked, compressed OME-Zarr pyramid out.
 
-Its face: :func:`convert`, :func:`plan_conversion` and their records, and the option vocabulary
-the adapters (widget, writer, CLI) offer. Inside: the plan, the OME metadata we write, the
-regions and their scheduler, resume, staging (check, stage, lock, commit, abort), the write
-back-end, the pyramid kernels and the codecs.
+Its face: :func:`convert`, :func:`plan_conversion` and their records, :class:`LevelZero` (what
+a conversion reads: level 0 of an array, a list of levels or a source file, RGB samples moved to
+a channel axis), and the option vocabulary the adapters (widget, writer, CLI) offer.
+
+Inside: ``plan`` (levels, chunks, shards, regions), ``ome_metadata`` (what we write), ``options``
+(checked before anything is written), ``level_zero`` (the source read by region), ``regions``
+(the unit of work), ``scheduler`` (threads or dask), ``resume`` (journal, fingerprint,
+verification), ``staging`` (check, stage, lock, commit, abort; with ``store_proof`` and
+``locks``), ``backend`` (codec pipeline and zarr writes), ``direct_io``, ``pyramid`` (the
+downsampling kernels), ``compression`` and ``option_text``; ``engine`` orchestrates them.
 """
 
 from __future__ import annotations
@@ -14,30 +20,26 @@ from .compression import (
     LEVEL_RANGES,
     Compressor,
     compressor_codecs,
-    describe_codec,
 )
-from .engine import (
-    ConversionPlan,
-    ConversionResult,
-    channels_first_shape,
-    convert,
-    plan_conversion,
-)
+from .engine import ConversionResult, convert
+from .level_zero import LevelZero
 from .option_text import parse_colors, parse_levels, parse_shape, parse_windows
-from .regions import Progress
+from .plan import SUPPORTED_DTYPES, ConversionPlan, check_dtype, plan_conversion
+from .progress import Progress
 
 __all__ = [
     "COMPRESSORS",
     "DEFAULT_LEVELS",
     "LEVEL_RANGES",
+    "SUPPORTED_DTYPES",
     "Compressor",
     "ConversionPlan",
     "ConversionResult",
+    "LevelZero",
     "Progress",
-    "channels_first_shape",
+    "check_dtype",
     "compressor_codecs",
     "convert",
-    "describe_codec",
     "parse_colors",
     "parse_levels",
     "parse_shape",

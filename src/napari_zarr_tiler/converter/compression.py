@@ -90,32 +90,3 @@ def compression_level(compressor: str, clevel: Any) -> int:
         msg = f"clevel {level} is out of range for {compressor} (a whole number from {low} to {high})"
         raise InvalidOptionError(msg)
     return level
-
-
-_BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "autoshuffle"}
-
-
-def _plain(value: Any) -> Any:
-    """An enum's value (zarr v3 codecs), or the value itself (numcodecs)."""
-    return getattr(value, "value", value)
-
-
-def describe_codec(codec: Any) -> str:
-    """Name a stored codec the way the options spell it, with its level.
-
-    ``zstd (level 3)``, ``blosc-lz4 (clevel 5, shuffle)``, ``gzip (level 6)``, for zarr v3
-    codecs and numcodecs compressors alike; any other codec by its class name.
-    """
-    kind = getattr(codec, "codec_id", None)  # numcodecs
-    if kind is None:
-        try:
-            kind = codec.to_dict()["name"]  # zarr v3
-        except (AttributeError, KeyError, TypeError, ValueError):
-            kind = type(codec).__name__.removesuffix("Codec").lower()
-    if kind in ("zstd", "gzip", "zlib") and getattr(codec, "level", None) is not None:
-        return f"{kind} (level {codec.level})"
-    if kind == "blosc" and getattr(codec, "cname", None) is not None:
-        shuffle = _plain(codec.shuffle)
-        shuffle = _BLOSC_SHUFFLES.get(shuffle, shuffle) if isinstance(shuffle, int) else shuffle
-        return f"blosc-{_plain(codec.cname)} (clevel {codec.clevel}, {shuffle})"
-    return str(kind)

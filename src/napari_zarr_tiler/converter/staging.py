@@ -23,143 +23,38 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
-import fcntl
-import json
 import os
-import re
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DestinationError, DestinationExistsError
 from ..zarr_names import (
     COMPLETE,
     JOURNAL,
-    MAX_METADATA_BYTES,
-    METADATA_FILES,
-    NODE_METADATA,
     STAGING_MARKER,
     is_partial_store,
     marker_state,
     staging_path,
 )
+from .locks import lock_folder, locked_elsewhere
+from .store_proof import is_zarr_store, remove_marked, store_refusal
 
-__all__ = ["JOURNAL", "STAGING_MARKER", "is_partial_store", "marker_state", "staging_path"]
-
-#: Every metadata file a zarr node may hold.
-_NODE_FILES = frozenset(METADATA_FILES)
-#: Files of this package (or of the system) that a zarr store written here may hold.
-_OWN_FILES = frozenset((STAGING_MARKER, JOURNAL, ".DS_Store"))
-
-#: Chunk keys at the root of an array: v3 ``c`` / ``c.0.1`` / ``c/...``, v2 ``0.1`` / ``0/...``.
-_ARRAY_FILE = re.compile(r"c|c(\.\d+)+|\d+(\.\d+)*")
-_ARRAY_DIR = re.compile(r"c|\d+")
-#: Below an array's first chunk folder: only chunk coordinates.
-_CHUNK_FILE = re.compile(r"\d+(\.\d+)*")
-_CHUNK_DIR = re.compile(r"\d+")
-
-
-def _read_metadata(file: Path) -> dict | None:
-    try:
-        if file.is_symlink() or not file.is_file() or file.stat().st_size > MAX_METADATA_BYTES:
-            return None
-        document = json.loads(file.read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _zarr_metadata(file: Path) -> bool:
-    document = _read_metadata(file)
-    if document is None:
-        return False
-    if file.name == "zarr.json":
-        return document.get("zarr_format") == 3 and document.get("node_type") in ("array", "group")
-    return document.get("zarr_format") == 2
-
-
-def _node_kind(folder: Path) -> str | None:
-    """``"array"`` or ``"group"`` for a folder holding valid zarr metadata, else None."""
-    document = _read_metadata(folder / "zarr.json")
-    if document is not None and document.get("zarr_format") == 3:
-        kind = document.get("node_type")
-        return kind if kind in ("array", "group") else None
-    for name, kind in ((".zarray", "array"), (".zgroup", "group")):
-        if _zarr_metadata(folder / name):
-            return kind
-    return None
-
-
-def _not_a_node(folder: Path) -> str:
-    """Why a folder in a group is refused, naming a file in it (what would have been lost)."""
-    for root, _, files in os.walk(folder):
-        if files:
-            return f"{Path(root) / files[0]} is not a zarr file"
-    return f"{folder} is a folder that is not a zarr node"
-
-
-def _entry_refusal(entry: os.DirEntry[str], kind: str) -> tuple[str | None, str | None]:
-    """(why ``entry`` of a node of ``kind`` is not part of a zarr store, or None; the kind of
-    folder it is, to walk into)."""
-    name = entry.name
-    if entry.is_symlink():
-        return f"{entry.path} is a link", None
-    if entry.is_file(follow_symlinks=False):
-        allowed = (
-            name in _OWN_FILES
-            or (kind != "chunks" and name in _NODE_FILES)
-            or (kind == "array" and _ARRAY_FILE.fullmatch(name) is not None)
-            or (kind == "chunks" and _CHUNK_FILE.fullmatch(name) is not None)
-        )
-        return (None if allowed else f"{entry.path} is not a zarr file"), None
-    if not entry.is_dir(follow_symlinks=False):
-        return f"{entry.path} is not a regular file or folder", None
-    if kind == "group":
-        sub = _node_kind(Path(entry.path))
-        return (None, sub) if sub else (_not_a_node(Path(entry.path)), None)
-    pattern = _ARRAY_DIR if kind == "array" else _CHUNK_DIR
-    if pattern.fullmatch(name):
-        return None, "chunks"
-    return f"{entry.path} is not a zarr chunk folder", None
-
-
-def store_refusal(path: Path) -> str | None:
-    """Why ``path`` is not only a zarr store (naming the first offending entry), or None.
-
-    Walks the whole tree, stopping at the first entry that is not a zarr node (a folder with
-    valid metadata), metadata file, chunk file or chunk folder named as zarr names them, or
-    one of this package's own files. Links and special files are refused.
-    """
-    if path.is_symlink() or not path.is_dir():
-        return f"{path} is not a folder"
-    if not any(_zarr_metadata(path / name) for name in NODE_METADATA):
-        return f"{path} has no valid zarr metadata at its root"
-    pending = [(path, _node_kind(path) or "group")]
-    while pending:
-        folder, kind = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as error:
-            return f"{folder} cannot be read ({error.strerror or error})"
-        for entry in entries:
-            refusal, sub = _entry_refusal(entry, kind)
-            if refusal is not None:
-                return refusal
-            if sub is not None:
-                pending.append((Path(entry.path), sub))
-    return None
-
-
-def is_zarr_store(path: Path) -> bool:
-    """Whether ``path`` is a folder that is only a zarr store, and so may be replaced.
-
-    Its root must hold valid zarr metadata and every entry in it, recursively, must be a zarr
-    node, metadata file or chunk (see :func:`store_refusal`): a folder of someone's files with
-    a stray or broken ``zarr.json`` is not a store.
-    """
-    return store_refusal(path) is None
+__all__ = [
+    "JOURNAL",
+    "STAGING_MARKER",
+    "Staging",
+    "StagingState",
+    "check_destination",
+    "is_partial_store",
+    "is_zarr_store",
+    "marker_state",
+    "staging_path",
+    "store_refusal",
+    "write_failure",
+]
 
 
 def _is_within(path: Path, ancestor: Path) -> bool:
@@ -253,44 +148,6 @@ def has_partial_store(dest: Path) -> bool:
     return marker_state(staging_path(dest)) is not None
 
 
-#: Where a filesystem cannot lock (some network filesystems): go on without the lock.
-_NO_LOCKING = (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
-
-
-def _lock_folder(folder: Path) -> int | None:
-    """A descriptor of ``folder``'s marker file holding an exclusive lock on it, or None if
-    another process holds one. The marker moves with the folder when it is renamed; the lock
-    ends with the process. Raises FileNotFoundError without a marker."""
-    descriptor = os.open(folder / STAGING_MARKER, os.O_RDWR | os.O_NOFOLLOW)  # NFS: writable
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(descriptor)
-        return None
-    except OSError as error:
-        if error.errno not in _NO_LOCKING:
-            os.close(descriptor)
-            raise
-        warnings.warn(
-            f"{folder}: this filesystem cannot lock files; make sure no other conversion "
-            "writes to the same destination",
-            stacklevel=3,
-        )
-    return descriptor
-
-
-def _locked_elsewhere(folder: Path) -> bool:
-    """Whether another process holds the lock of ``folder``'s marker (a run in progress)."""
-    try:
-        descriptor = _lock_folder(folder)
-    except OSError:
-        return False
-    if descriptor is None:
-        return True
-    os.close(descriptor)
-    return False
-
-
 def _busy(dest: Path) -> DestinationError:
     return DestinationError(
         f"{dest}: another conversion to this destination is running; wait for it to finish "
@@ -300,33 +157,6 @@ def _busy(dest: Path) -> DestinationError:
 
 def _reason(error: OSError) -> str:
     return error.strerror or str(error)
-
-
-def _remove_marked(folder: Path) -> OSError | None:
-    """Delete a folder this package made or moved aside, bottom-up, with the files that mark
-    each folder (our marker, zarr metadata) deleted after everything else in it: a removal cut
-    short (by a kill or an error) still leaves a folder a later run recognises and removes.
-    Returns the first error, or None."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as error:
-        return error
-    marks = [e for e in entries if e.name in _NODE_FILES or e.name == STAGING_MARKER]
-    for entry in [e for e in entries if e not in marks] + marks:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                failure = _remove_marked(Path(entry.path))
-                if failure is not None:
-                    return failure
-            else:
-                os.unlink(entry.path)
-        except OSError as error:
-            return error
-    try:
-        folder.rmdir()
-    except OSError as error:
-        return error
-    return None
 
 
 def _aside_folders(dest: Path) -> list[Path]:
@@ -345,7 +175,7 @@ def _delete_replaced(old: Path, dest: Path) -> None:
     if refusal is not None:
         problem = f"it is no longer only a zarr store: {refusal}"
     else:
-        failure = _remove_marked(old)
+        failure = remove_marked(old)
         if failure is None:
             return
         problem = _reason(failure)
@@ -359,10 +189,10 @@ def _delete_replaced(old: Path, dest: Path) -> None:
 def _recover(dest: Path) -> None:
     """Finish or undo what a commit cut short by a crash left, unless a run is in progress."""
     staging = staging_path(dest)
-    if marker_state(staging) is not None and _locked_elsewhere(staging):
+    if marker_state(staging) is not None and locked_elsewhere(staging):
         return
     if marker_state(dest) == COMPLETE:
-        if _locked_elsewhere(dest):
+        if locked_elsewhere(dest):
             return
         for name in (JOURNAL, STAGING_MARKER):  # a committed store whose tidying was cut short
             with contextlib.suppress(OSError):
@@ -462,7 +292,7 @@ class Staging:
             msg = f"{staging} exists and was not made by napari-zarr-tiler; remove it or choose another name"
             raise DestinationError(msg)
         try:
-            lock = _lock_folder(staging)
+            lock = lock_folder(staging)
         except OSError as error:
             msg = f"{staging}: cannot open ({_reason(error)})"
             raise DestinationError(msg) from error
@@ -471,7 +301,7 @@ class Staging:
         if self.resume:
             self._lock = lock
             return True
-        failure = _remove_marked(staging)
+        failure = remove_marked(staging)
         os.close(lock)
         if failure is not None:
             msg = f"{staging}: the earlier partial store cannot be removed ({_reason(failure)})"
@@ -485,7 +315,7 @@ class Staging:
         try:
             fresh.mkdir()
             (fresh / STAGING_MARKER).write_text("partial conversion; safe to delete\n")
-            lock = _lock_folder(fresh)
+            lock = lock_folder(fresh)
             fresh.rename(staging)  # fails if another run took the name meanwhile
         except OSError as error:
             if lock is not None:
@@ -496,6 +326,36 @@ class Staging:
             msg = f"{staging}: cannot write ({_reason(error)})"
             raise DestinationError(msg) from error
         self._lock = lock
+
+    # -- a whole run ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self, *, settle: Callable[[], None] = lambda: None) -> Iterator[Path]:
+        """Stage (:meth:`begin`), yield the folder to write into, and end the run whatever happens.
+
+        The block ends with :meth:`commit`. If it raises, writes still in flight finish first
+        (``settle``), so what is left on disk is judged only once nothing writes there; then a
+        fresh run's folder is removed and a resumed run's kept (:meth:`abort`: a typo in an option
+        must not throw away hours of work), and a failed write is reported as one
+        :class:`DestinationError` saying what was left (:func:`write_failure`). An interrupt
+        (Ctrl-C) keeps the partial store, hidden and marked incomplete, for resume. The lock is
+        released in every case.
+        """
+        folder = self.begin()
+        try:
+            yield folder
+        except KeyboardInterrupt:
+            settle()
+            raise
+        except BaseException as error:
+            settle()
+            self.abort(keep=self.resume)
+            failure = write_failure(error, self.dest, self.left_behind)
+            if failure is not None:
+                raise failure from error
+            raise
+        finally:
+            self.release()
 
     # -- commit ----------------------------------------------------------------------------------
 
@@ -597,7 +457,7 @@ class Staging:
         if keep or complete:
             self.left_behind = f"the partial store is kept at {self.folder} for --resume"
             return
-        failure = _remove_marked(self.folder)
+        failure = remove_marked(self.folder)
         if failure is not None:
             self.left_behind = (
                 f"the partial store at {self.folder} could not be removed "
@@ -614,3 +474,17 @@ class Staging:
         if self.state not in states:
             msg = f"staging of {self.dest} is {self.state.value}, not {states[0].value}"
             raise RuntimeError(msg)
+
+
+def write_failure(error: BaseException, dest: Path, left_behind: str) -> DestinationError | None:
+    """A failed write (a full disk, a file-size limit) as one clear error, saying what was left;
+    None for any other error."""
+    # zarr-python raises OSError; the zarrs pipeline a RuntimeError naming the OS error.
+    io_failure = isinstance(error, OSError) or (
+        isinstance(error, RuntimeError) and "os error" in str(error)
+    )
+    if not io_failure or isinstance(error, DestinationError):
+        return None
+    full = getattr(error, "errno", None) == 28 or "os error 28" in str(error)
+    reason = "the disk is full" if full else (getattr(error, "strerror", None) or str(error))
+    return DestinationError(f"{dest}: writing failed ({reason}); {left_behind}")

@@ -44,7 +44,20 @@ _ZSTD_BLOCK_MAX = 128 << 10
 
 
 def decoded_limit(nbytes: int, factor: int = 2) -> int:
-    """Most bytes a chunk of ``nbytes`` declared bytes may decode to."""
+    """Most bytes a chunk of ``nbytes`` declared bytes may decode to.
+
+    Parameters
+    ----------
+    nbytes : int
+        The chunk's size from its shape and dtype.
+    factor : int
+        Headroom for filters that widen the data before compression.
+
+    Returns
+    -------
+    int
+        ``factor * nbytes`` plus :data:`SLACK_BYTES`.
+    """
     return factor * nbytes + SLACK_BYTES
 
 
@@ -53,6 +66,16 @@ def zstd_decoded_bound(data: bytes | memoryview | np.ndarray) -> int | None:
 
     A frame's declared content size when it has one; otherwise the sum over its blocks (raw
     and RLE blocks state their size, a compressed block decodes to at most 128 KiB).
+
+    Parameters
+    ----------
+    data : bytes, memoryview or numpy.ndarray
+        Compressed chunk bytes.
+
+    Returns
+    -------
+    int or None
+        The bound over every frame, or None when ``data`` is not (complete) zstd frames.
     """
     view = memoryview(data).cast("B")
     total, position = 0, 0
@@ -101,6 +124,18 @@ def blosc_decoded_size(data: bytes | memoryview | np.ndarray) -> int | None:
 
 def inflate_bounded(data: bytes, limit: int) -> bytes:
     """Decompress gzip or zlib ``data``; raise :class:`ChunkSizeError` past ``limit`` bytes.
+
+    Parameters
+    ----------
+    data : bytes
+        A gzip stream or a zlib stream.
+    limit : int
+        Most bytes it may decode to.
+
+    Returns
+    -------
+    bytes
+        The decoded data.
 
     Raises
     ------
@@ -210,7 +245,13 @@ _V2 = {"zstd": BoundedZstd, "blosc": BoundedBlosc, "gzip": BoundedGZip, "zlib": 
 
 
 def limit_format2_compressor(array: zarr.Array) -> None:
-    """Bound a format-2 array's compressor by the array's chunk size (filters may widen it)."""
+    """Bound a format-2 array's compressor by the array's chunk size (filters may widen it).
+
+    Parameters
+    ----------
+    array : zarr.Array
+        An array opened inside :func:`bounded_decoding`; others are left as they are.
+    """
     compressor = getattr(array.metadata, "compressor", None)
     if isinstance(compressor, _Limited):
         nbytes = math.prod(array.chunks) * np.dtype(array.dtype).itemsize
@@ -230,6 +271,12 @@ def bounded_decoding() -> Iterator[None]:
     The codec choice is process-wide (zarr's configuration, numcodecs' registry): it is
     installed while any thread is inside, and restored when the last one leaves. Arrays other
     threads open meanwhile get the bounded codecs too, which decode the same data the same way.
+
+    Yields
+    ------
+    None
+        Within the block, zarr and numcodecs resolve zstd, gzip, zlib and blosc to the bounded
+        codecs, which raise :class:`ChunkSizeError` for a chunk decoding past its size.
     """
     global _users
     with _installed:

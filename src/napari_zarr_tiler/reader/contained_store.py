@@ -66,8 +66,21 @@ def file_inside(
 
     A path-based check (the answer can change before the path is opened): read through
     :func:`read_inside` instead where the bytes matter. ``root`` must already be a resolved path
-    (``os.path.realpath``). A missing file is fine (None): it reads as missing anyway. Files
-    larger than ``max_bytes`` (None: any size) are refused.
+    (``os.path.realpath``). A missing file is fine (None): it reads as missing anyway.
+
+    Parameters
+    ----------
+    root : str
+        The store's folder, resolved.
+    path : str or PathLike
+        The file to check.
+    max_bytes : int or None
+        Files larger than this are refused (None: any size).
+
+    Returns
+    -------
+    str or None
+        Why the file is refused, or None when it may be read.
     """
     try:
         real = os.path.realpath(path)

@@ -34,7 +34,19 @@ VIEW_BYTES_BUDGET = 1 << 30
 
 
 def needs_lazy_pyramid(shape: tuple[int, ...]) -> bool:
-    """Whether an array of this shape is too large to display as a single level."""
+    """Whether an array of this shape is too large to display as a single level.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape; the last two axes are the plane.
+
+    Returns
+    -------
+    bool
+        True when a plane has more than :data:`LAZY_PYRAMID_MIN_PIXELS` pixels or a side longer
+        than :data:`MAX_TEXTURE_SIDE`.
+    """
     if len(shape) < 2:
         return False
     height, width = shape[-2:]
@@ -42,7 +54,18 @@ def needs_lazy_pyramid(shape: tuple[int, ...]) -> bool:
 
 
 def strided_level_factors(shape: tuple[int, ...]) -> list[int]:
-    """Downsampling factors (2, 4, 8, ...) until the last two axes fit in :data:`COARSEST_SIDE`."""
+    """Downsampling factors (2, 4, 8, ...) until the last two axes fit in :data:`COARSEST_SIDE`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape.
+
+    Returns
+    -------
+    list of int
+        One factor per preview level, coarsest last; empty when the plane already fits.
+    """
     factors = []
     factor = 1
     while max(math.ceil(side / factor) for side in shape[-2:]) > COARSEST_SIDE:
@@ -69,8 +92,19 @@ def minimum_sample_step(shape: tuple[int, ...], chunks: tuple[int, ...], itemsiz
     """Smallest power-of-two sampling step that keeps a whole-plane view within budget.
 
     The budget is :data:`VIEW_CHUNK_BUDGET` chunks and :data:`VIEW_BYTES_BUDGET` decoded bytes,
-    counted over every chunk axis (:func:`view_reads`). Returns 1 when reading every chunk of a
-    plane is already within budget.
+    counted over every chunk axis (:func:`view_reads`).
+
+    Parameters
+    ----------
+    shape, chunks : tuple of int
+        The array's shape and stored chunks.
+    itemsize : int
+        Bytes per pixel.
+
+    Returns
+    -------
+    int
+        The step; 1 when reading every chunk of a plane is already within budget.
     """
 
     def over_budget(step: int) -> bool:

@@ -2,12 +2,15 @@
 
 :class:`SourceSpec` names a source (a TIFF, a zarr store, a ``.npy`` file or a built-in sample)
 and opens it into an :class:`OpenSource`: a lazily read level-0 array with the options its
-metadata implies (axes, scale, units, channel names and colours). Inside, one module per format.
+metadata implies (axes, scale, units, channel names and colours). Inside, one module per format
+and job: ``spec`` (the two types, kind detection), ``tiff`` (opening a TIFF), ``tiff_metadata``
+(its calibration), ``axes`` (file axes in OME order), ``file_arrays`` (positioned reads of
+uncompressed data), ``zarr_source``, ``npy``, ``samples`` (and ``synthetic``, their generator).
 """
 
 from __future__ import annotations
 
-from .formats import OpenSource, SourceSpec, check_local
+from .spec import OpenSource, SourceSpec, check_local
 from .synthetic import synthetic_slide
 from .tiff_metadata import SourceWarning
 

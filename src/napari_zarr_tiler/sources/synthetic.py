@@ -59,13 +59,27 @@ def synthetic_slide(
         msg = f"dtype must be 'uint8' or 'uint16', got {dtype!r}"
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
+    tissue = _tissue(rng, size)
+    texture = _upsample(_smooth_noise(rng, max(size // 8, 16), sigma=1.5), size)
+    nuclei = _nuclei(rng, size)
+    background = 0.04 + 0.01 * texture
+    stroma = 0.30 + 0.08 * texture
+    image = background + tissue * (stroma - background) + tissue * nuclei * 0.55
+    image += rng.standard_normal((size, size), dtype=np.float32) * 0.008
+    image = np.clip(image, 0, 1)
+    maximum = 255 if dtype == "uint8" else 60000
+    return (image * maximum).astype(dtype)
+
+
+def _tissue(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Soft-edged tissue islands: 1 inside, 0 outside, from coarse smooth noise."""
     coarse = max(size // 32, 16)
     tissue_field = _upsample(_smooth_noise(rng, coarse, sigma=coarse / 16), size)
-    tissue = np.clip((tissue_field - 0.3) * 3, 0, 1)  # soft-edged islands
+    return np.clip((tissue_field - 0.3) * 3, 0, 1)
 
-    fine = max(size // 8, 16)
-    texture = _upsample(_smooth_noise(rng, fine, sigma=1.5), size)
 
+def _nuclei(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Bright blurred spots scattered at random (about one grid cell in 40), in [0, 1]."""
     nuclei_grid = max(size // 4, 16)
     impulses = np.zeros((nuclei_grid, nuclei_grid), dtype=np.float32)
     count = nuclei_grid * nuclei_grid // 40
@@ -79,12 +93,4 @@ def synthetic_slide(
     spots = np.fft.irfft2(
         np.fft.rfft2(impulses) * blur[:, : nuclei_grid // 2 + 1], s=impulses.shape
     )
-    nuclei = np.clip(_upsample(spots.astype(np.float32), size) * 4, 0, 1)
-
-    background = 0.04 + 0.01 * texture
-    stroma = 0.30 + 0.08 * texture
-    image = background + tissue * (stroma - background) + tissue * nuclei * 0.55
-    image += rng.standard_normal((size, size), dtype=np.float32) * 0.008
-    image = np.clip(image, 0, 1)
-    maximum = 255 if dtype == "uint8" else 60000
-    return (image * maximum).astype(dtype)
+    return np.clip(_upsample(spots.astype(np.float32), size) * 4, 0, 1)

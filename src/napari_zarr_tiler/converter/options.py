@@ -1,0 +1,130 @@
+"""The options of one conversion, resolved and checked before anything is written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InvalidOptionError
+from .compression import Compressor, compressor_codecs
+from .level_zero import LevelZero
+from .ome_metadata import ImageMetadata, resolve_metadata
+from .plan import ConversionPlan, Layout, plan_conversion
+from .pyramid import Downsampling
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """Everything :func:`~napari_zarr_tiler.convert` was asked to do, checked against the image."""
+
+    plan: ConversionPlan
+    #: The zarr codecs of every level (None: uncompressed).
+    codecs: list[Any] | None
+    #: The compressor and level as given (part of the resume fingerprint).
+    codec: tuple[str, int | None]
+    metadata: ImageMetadata
+    #: The image's name in the metadata (None: the destination's name).
+    name: str | None
+    overwrite: bool
+    resume: bool
+    #: Regions processed at once by the in-process threads.
+    workers: int
+    #: None (threads), ``"local"`` (a LocalCluster) or a dask scheduler's address.
+    scheduler: str | None
+    #: Direct I/O: True, False, or None to decide from the output's size.
+    direct_io: bool | None
+    #: Files or folders the source is read from, beyond those it names itself.
+    source_paths: tuple[Path, ...]
+
+    @property
+    def method(self) -> Downsampling:
+        """How levels are downsampled: nearest for labels, else mean."""
+        return self.metadata.method
+
+    @property
+    def value_range_axis(self) -> int | None:
+        """The axis along which value ranges are measured per channel (None: one range)."""
+        return None if self.metadata.label else self.metadata.channel_index
+
+
+def resolve_options(
+    level0: LevelZero,
+    *,
+    chunks: int | Sequence[int],
+    compressor: Compressor,
+    clevel: int | None,
+    zarr_format: Literal[2, 3],
+    shards: int | Sequence[int] | None,
+    levels: int | Literal["auto"],
+    layout: Layout,
+    overwrite: bool,
+    axes: Sequence[str] | None,
+    scale: Sequence[float] | None,
+    translate: Sequence[float] | None,
+    units: Sequence[str | None] | None,
+    channel_names: Sequence[str] | None,
+    colors: Sequence[str] | None,
+    contrast_limits: Sequence[Sequence[float]] | None,
+    name: str | None,
+    label: bool,
+    rgb: bool,
+    workers: int | None,
+    scheduler: str | None,
+    resume: bool,
+    source_paths: Sequence[str | os.PathLike[str]],
+    direct_io: bool | None,
+) -> ConversionOptions:
+    """Check :func:`~napari_zarr_tiler.convert`'s options against level 0 of the source.
+
+    Raises
+    ------
+    InvalidOptionError, UnsupportedDtypeError
+        As :func:`~napari_zarr_tiler.convert` does, before anything is written.
+    """
+    plan = plan_conversion(
+        level0.shape,
+        level0.dtype,
+        chunks=chunks,
+        shards=shards,
+        levels=levels,
+        zarr_format=zarr_format,
+        layout=layout,
+    )
+    codecs = compressor_codecs(
+        compressor, clevel, zarr_format=zarr_format, itemsize=plan.dtype.itemsize
+    )
+    metadata = resolve_metadata(
+        plan,
+        channel_position=level0.channel_position,
+        axes=axes,
+        scale=scale,
+        translate=translate,
+        units=units,
+        channel_names=channel_names,
+        colors=colors,
+        contrast_limits=contrast_limits,
+        label=label,
+        rgb=rgb,
+    )
+    if scheduler and level0.in_memory:
+        msg = (
+            "a dask cluster needs a source its workers can open: a file (SourceSpec or the "
+            "command line), a zarr array or a dask array; a numpy array would be copied into every task"
+        )
+        raise InvalidOptionError(msg)
+    return ConversionOptions(
+        plan=plan,
+        codecs=codecs,
+        codec=(compressor, clevel),
+        metadata=metadata,
+        name=name,
+        overwrite=overwrite,
+        resume=resume,
+        workers=workers or os.cpu_count() or 2,
+        scheduler=scheduler,
+        direct_io=direct_io,
+        source_paths=tuple(Path(p) for p in source_paths),
+    )
