@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_convert_command(commands)
+    _add_info_command(commands)
+    return parser
+
+
+def _add_convert_command(commands: Any) -> None:
+    """The ``convert`` command and its options (spelled as the engine's, with dashes)."""
     conv = commands.add_parser(
         "convert",
         help="convert a TIFF, zarr store or .npy file into an OME-Zarr pyramid",
@@ -126,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.add_argument("--debug", action="store_true", help="show tracebacks")
 
+
+def _add_info_command(commands: Any) -> None:
+    """The ``info`` command."""
     info = commands.add_parser(
         "info",
         help="describe what a zarr store holds",
@@ -137,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("store", metavar="STORE")
     info.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
 
 
 class ProgressBar:
@@ -207,11 +216,9 @@ def _open_source(args: argparse.Namespace) -> tuple[SourceSpec, Any]:
     # Absolute, so that dask workers and a later --resume from elsewhere name the same file.
     src = args.src if args.src.startswith("sample:") else str(Path(args.src).absolute())
     spec = SourceSpec(src, series=args.series)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SourceWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SourceWarning)  # each axis and file named once
         source = spec.opened
-    for warning in caught:
-        print(f"{PROG}: warning: {_one_line(str(warning.message))}", file=sys.stderr)
     return spec, source
 
 
@@ -281,10 +288,29 @@ def _message(error: BaseException) -> str:
     return text if isinstance(error, ZarrTilerError) else f"{type(error).__name__}: {text}"
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one line each on stderr, like errors (not Python's two-line format)."""
+    print(f"{PROG}: warning: {_one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one parsed command, turning every failure into one line and an exit status."""
     try:
         return _convert(args) if args.command == "convert" else _info(args)
     except KeyboardInterrupt:

@@ -22,10 +22,10 @@ import pytest
 import zarr
 
 from napari_zarr_tiler import convert, read_zarr
-from napari_zarr_tiler.converter.staging import STAGING_MARKER, staging_path
 from napari_zarr_tiler.errors import DestinationError
+from napari_zarr_tiler.zarr_names import STAGING_MARKER, staging_path
 
-from ..helpers import tree_bytes
+from ..helpers import run, tree_bytes
 
 EXE = shutil.which("napari-zarr-tiler", path=str(Path(sys.executable).parent))
 
@@ -323,6 +323,36 @@ def _killed(dest: Path, point: str, *, overwrite: bool) -> None:
     assert result.returncode == -9, result.stderr  # killed where chosen, not finished
 
 
+@pytest.mark.parametrize(
+    "point",
+    [
+        ("open", 0, r"\.partial-[0-9a-f]+/" + re.escape(STAGING_MARKER) + "$", 1),  # unmarked
+        ("os.rename", 0, r"\.partial-[0-9a-f]+$", 1),  # marked, not yet renamed
+    ],
+    ids=["made-not-marked", "marked-not-renamed"],
+)
+def test_a_kill_while_staging_is_made_leaves_nothing_behind_a_rerun(
+    tmp_path: Path, point: tuple[str, int, str, int]
+) -> None:
+    dest = tmp_path / "out.zarr"
+    event, position, match, nth = point
+    script = KILLED.format(
+        dest=str(dest), event=event, position=position, match=match, nth=nth, overwrite=False
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == -9, result.stderr
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]  # the kill left one
+    convert(_new_image(), dest, chunks=128)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+    np.testing.assert_array_equal(zarr.open_array(dest / "0")[:], _new_image())
+
+
 def _new_image() -> np.ndarray:
     return np.random.default_rng(7).integers(0, 4000, (300, 500), dtype=np.uint16)
 
@@ -426,3 +456,21 @@ def test_an_old_store_that_cannot_be_deleted_is_reported(
     subprocess.run(["chattr", "-i", str(hidden / "0" / "zarr.json")], check=True)
     convert(_new_image(), dest, chunks=128, overwrite=True)
     assert leftovers(tmp_path, "out.zarr") == []
+
+
+def test_the_command_line_reports_an_undeletable_old_store_in_one_line(
+    tmp_path: Path, immutable_files: None
+) -> None:
+    src = tmp_path / "new.npy"
+    np.save(src, _new_image())
+    dest = tmp_path / "out.zarr"
+    convert(image(seed=9), dest, chunks=128)
+    if subprocess.run(["chattr", "+i", str(dest / "0" / "zarr.json")], check=False).returncode:
+        pytest.skip("chattr is not available")
+    result = run("convert", str(src), str(dest), "--chunks", "128", "--overwrite", "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no "  warnings.warn(msg, ...)" source line
+    (hidden,) = [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+    assert lines[0].startswith("napari-zarr-tiler: warning: ")
+    assert "could not be deleted" in lines[0] and str(hidden) in lines[0]

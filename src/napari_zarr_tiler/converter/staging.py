@@ -35,26 +35,13 @@ from ..zarr_names import (
     COMPLETE,
     JOURNAL,
     STAGING_MARKER,
-    is_partial_store,
     marker_state,
     staging_path,
 )
 from .locks import lock_folder, locked_elsewhere
 from .store_proof import is_zarr_store, remove_marked, store_refusal
 
-__all__ = [
-    "JOURNAL",
-    "STAGING_MARKER",
-    "Staging",
-    "StagingState",
-    "check_destination",
-    "is_partial_store",
-    "is_zarr_store",
-    "marker_state",
-    "staging_path",
-    "store_refusal",
-    "write_failure",
-]
+__all__ = ["Staging", "StagingState", "check_destination", "write_failure"]
 
 
 def _is_within(path: Path, ancestor: Path) -> bool:
@@ -186,8 +173,27 @@ def _delete_replaced(old: Path, dest: Path) -> None:
     warnings.warn(msg, UserWarning, stacklevel=4)
 
 
+def _remove_abandoned_fresh(dest: Path) -> None:
+    """Remove the uniquely named folders (``.NAME.partial-XXXX``) of runs killed before their
+    folder was renamed to the staging name: empty, or marked and locked by no one."""
+    prefix = f".{dest.name}.partial-"
+    try:
+        found = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for fresh in found:
+        if fresh.is_symlink() or not fresh.is_dir():
+            continue
+        if marker_state(fresh) is None:
+            with contextlib.suppress(OSError):
+                fresh.rmdir()  # killed between making it and marking it; fails if not empty
+        elif not locked_elsewhere(fresh):
+            remove_marked(fresh)
+
+
 def _recover(dest: Path) -> None:
     """Finish or undo what a commit cut short by a crash left, unless a run is in progress."""
+    _remove_abandoned_fresh(dest)
     staging = staging_path(dest)
     if marker_state(staging) is not None and locked_elsewhere(staging):
         return
