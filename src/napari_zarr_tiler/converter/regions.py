@@ -20,6 +20,7 @@ __all__ = [
     "LevelReader",
     "Region",
     "RegionOutcome",
+    "RegionTask",
     "convert_region",
     "halve",
     "level_blocks",
@@ -125,17 +126,29 @@ def level_blocks(
         yield path, region, block
 
 
-def convert_region(
-    read: Callable[[Region], np.ndarray],
-    level_paths: tuple[str, ...],
-    pipeline: str,
-    run_id: str,
-    region: Region,
-    write_first: bool,
-    method: Downsampling,
-    channel_axis: int | None,
-    clear: bool = False,
-) -> RegionOutcome:
+@dataclass(frozen=True)
+class RegionTask:
+    """What every region of one pass is read and written with (it pickles: dask workers get it).
+
+    ``level_paths[0]`` is the level the regions belong to (written only if ``write_first``, the
+    pass reading the source); each following path receives a region halved once more.
+    """
+
+    read: Callable[[Region], np.ndarray]
+    level_paths: tuple[str, ...]
+    pipeline: str
+    run_id: str
+    write_first: bool
+    method: Downsampling
+    channel_axis: int | None = None
+
+    def blocks(self, region: Region) -> Iterator[tuple[str, Region, np.ndarray]]:
+        """Read ``region``; (level path, region of that level, block) for each level written."""
+        block = self.read(region)
+        return level_blocks(block, self.level_paths, region, self.write_first, self.method)
+
+
+def convert_region(task: RegionTask, region: Region, clear: bool = False) -> RegionOutcome:
     """Read one region, write it and its downsampled versions.
 
     ``level_paths[0]`` is the level the region belongs to (written only if ``write_first``, the
@@ -144,16 +157,16 @@ def convert_region(
     chunks the region covers are deleted first: an interrupted or failed run may have left them
     empty or torn, and a partial (edge) chunk is read back to be completed when written.
     """
-    block = read(region)
+    block = task.read(region)
     ranges = (
-        value_ranges(block, region, channel_axis)
-        if write_first and block.dtype.kind != "b"
+        value_ranges(block, region, task.channel_axis)
+        if task.write_first and block.dtype.kind != "b"
         else None
     )
     writes = [
-        (open_level(path, pipeline, run_id), written, level_block)
+        (open_level(path, task.pipeline, task.run_id), written, level_block)
         for path, written, level_block in level_blocks(
-            block, level_paths, region, write_first, method
+            block, task.level_paths, region, task.write_first, task.method
         )
     ]
     if clear:

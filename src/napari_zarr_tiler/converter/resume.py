@@ -9,7 +9,6 @@ computed again and compared with what is stored: lost, truncated and corrupt chu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from ..errors import InvalidOptionError
 from ..zarr_names import JOURNAL
 from .backend import open_level
 from .pyramid import Downsampling
-from .regions import Region, RegionOutcome, level_blocks
+from .regions import Region, RegionOutcome, RegionTask
 
 if TYPE_CHECKING:
     from .plan import ConversionPlan
@@ -160,27 +159,17 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
-def verify_region(
-    read: Callable[[Region], np.ndarray],
-    level_paths: tuple[str, ...],
-    pipeline: str,
-    run_id: str,
-    region: Region,
-    write_first: bool,
-    method: Downsampling,
-) -> bool:
+def verify_region(task: RegionTask, region: Region) -> bool:
     """Whether the levels a journaled region wrote hold exactly what computing it again gives.
 
     Used on resume only. Comparing with the recomputed blocks (rather than checksums taken while
     writing) costs nothing while converting -- checksums took ~12 % of the time of a
     conversion -- and catches lost, truncated and corrupt chunks alike.
     """
-    block = read(region)  # a source that cannot be read now is an error, not a torn region
+    blocks = task.blocks(region)  # a source that cannot be read now is an error, not a torn one
     try:
-        for path, written, expected in level_blocks(
-            block, level_paths, region, write_first, method
-        ):
-            stored = np.asarray(open_level(path, pipeline, run_id)[written])
+        for path, written, expected in blocks:
+            stored = np.asarray(open_level(path, task.pipeline, task.run_id)[written])
             if not _same_bytes(stored, expected):
                 return False
     except Exception:  # a truncated or corrupt chunk: the region is written again

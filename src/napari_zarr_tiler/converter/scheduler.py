@@ -25,7 +25,15 @@ from ..errors import InvalidOptionError
 from .backend import create_arrays, use_codec_pipeline
 from .progress import CancelArg, Progress, stop_if_cancelled
 from .pyramid import Downsampling
-from .regions import LevelReader, Region, RegionOutcome, convert_region, region_shapes, regions
+from .regions import (
+    LevelReader,
+    Region,
+    RegionOutcome,
+    RegionTask,
+    convert_region,
+    region_shapes,
+    regions,
+)
 from .resume import Journal, verify_region
 
 if TYPE_CHECKING:
@@ -219,22 +227,15 @@ class RegionScheduler:
         if not journaled:
             return set()
 
-        def check(region: Region) -> bool:
-            return verify_region(
-                pyramid_pass.read,
-                pyramid_pass.level_paths,
-                self.pipeline,
-                self.run_id,
-                region,
-                pyramid_pass.write_first,
-                self.method,
-            )
-
+        task = self._task(pyramid_pass)
         verified: set[int] = set()
         with ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="zarr-tiler-verify"
         ) as pool:
-            futures = {pool.submit(check, region): (index, region) for index, region in journaled}
+            futures = {
+                pool.submit(verify_region, task, region): (index, region)
+                for index, region in journaled
+            }
             try:
                 for future in as_completed(futures):
                     index, region = futures[future]
@@ -260,18 +261,16 @@ class RegionScheduler:
             pyramid_pass.write_first,
         )
 
-    def _task_args(self, pyramid_pass: PyramidPass, region: Region) -> tuple[Any, ...]:
-        """The arguments of :func:`convert_region` for one region of a pass."""
-        return (
-            pyramid_pass.read,
-            pyramid_pass.level_paths,
-            self.pipeline,
-            self.run_id,
-            region,
-            pyramid_pass.write_first,
-            self.method,
-            self.channel_axis,
-            self.journal.resumed,  # chunks an earlier run left may be torn: clear them first
+    def _task(self, pyramid_pass: PyramidPass) -> RegionTask:
+        """What every region of a pass is read and written with."""
+        return RegionTask(
+            read=pyramid_pass.read,
+            level_paths=pyramid_pass.level_paths,
+            pipeline=self.pipeline,
+            run_id=self.run_id,
+            write_first=pyramid_pass.write_first,
+            method=self.method,
+            channel_axis=self.channel_axis,
         )
 
     @contextlib.contextmanager
@@ -322,15 +321,15 @@ class RegionScheduler:
                 self.journal.record(pass_index, index, outcome)
                 self._count(pyramid_pass.levels, outcome.shapes, pyramid_pass.write_first)
 
+        task = self._task(pyramid_pass)
+        clear = self.journal.resumed  # chunks an earlier run left may be torn: clear them first
         with self._executor() as (submit, wait_any, limit):
             try:
                 for index, region in todo:
                     stop_if_cancelled(self.cancel)
                     while len(in_flight) >= limit:
                         collect(wait_any(in_flight))
-                    in_flight[submit(convert_region, *self._task_args(pyramid_pass, region))] = (
-                        index
-                    )
+                    in_flight[submit(convert_region, task, region, clear)] = index
                 while in_flight:
                     collect(wait_any(in_flight))
             except BaseException:
