@@ -1,4 +1,4 @@
-"""The OME-Zarr (OME-NGFF 0.1 to 0.5) metadata model: parse what a store declares, build what we write.
+"""The OME-Zarr (OME-NGFF 0.1 to 0.6) metadata model: parse what a store declares, build what we write.
 
 Everything here works on plain JSON-like dictionaries and never touches array data, so it is cheap
 to call and safe on untrusted input: every path a store's metadata names is checked to stay inside
@@ -83,6 +83,12 @@ _UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
 #: A Windows drive ("C:"), which would make a component absolute there.
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DEFAULT_AXES = ("t", "c", "z", "y", "x")
+#: The newest OME-Zarr version whose rules this reader knows; newer ones are read with its rules.
+NEWEST_KNOWN_VERSION = (0, 6)
+#: Major and minor number of a version as writers spell it ("0.6", "0.6.dev3", "0.6rc0", "0.6-dev2").
+_VERSION_NUMBERS = re.compile(r"^\s*(\d{1,4})\.(\d{1,4})(?!\d)")
+#: Nesting depth of ``sequence`` transformations read at most.
+_MAX_SEQUENCE_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class Multiscale:
     translations: list[tuple[float, ...]]
     name: str | None = None
     channels: list[Channel] = field(default_factory=list)
+    #: What the reader could not honour (a newer version, a transformation napari cannot show).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def channel_axis(self) -> int | None:
@@ -282,8 +290,35 @@ def _parse_channels(omero: object) -> list[Channel]:
     return channels
 
 
+def version_numbers(version: str) -> tuple[int, int] | None:
+    """Return the (major, minor) numbers of an OME-Zarr version, None when unreadable.
+
+    Writers spell versions in several ways: ``"0.6"``, ``"0.6.dev3"`` (acquire-zarr),
+    ``"0.6rc0"``, ``"0.6-dev2"``; all of them are 0.6 here.
+    """
+    match = _VERSION_NUMBERS.match(version)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def _version_notices(version: str, *, where: str) -> list[str]:
+    """A notice when ``version`` is newer than the reader knows (read with the newest rules)."""
+    numbers = version_numbers(version)
+    if numbers is None or numbers <= NEWEST_KNOWN_VERSION:
+        return []
+    known = ".".join(str(n) for n in NEWEST_KNOWN_VERSION)
+    return [
+        f"{where}: OME-Zarr version {version!r} is newer than this reader knows; read with "
+        f"the OME-Zarr {known} rules, so some metadata may be ignored"
+    ]
+
+
 def parse_multiscale(ome: Mapping[str, Any], *, where: str, ndim: int | None = None) -> Multiscale:
     """Parse the first multiscale image declared in an OME block.
+
+    OME-Zarr 0.6 (and any newer version, with a notice) is read by its coordinate systems and
+    coordinate transformations; earlier versions by ``axes`` and scale/translation lists.
 
     Parameters
     ----------
@@ -298,7 +333,8 @@ def parse_multiscale(ome: Mapping[str, Any], *, where: str, ndim: int | None = N
     -------
     Multiscale
         Axes, level paths, and for every level its scale and translation with the
-        multiscale-level transforms applied after the dataset-level ones.
+        multiscale-level transforms applied after the dataset-level ones; ``notices`` says what
+        could not be honoured (a newer version, a transformation napari cannot show).
 
     Raises
     ------
@@ -314,21 +350,46 @@ def parse_multiscale(ome: Mapping[str, Any], *, where: str, ndim: int | None = N
         msg = f"{where}: 'multiscales[0]' must be an object"
         raise StoreReadError(msg)
     version = str(ome.get("version") or first.get("version") or "0.4")
-    axes = _parse_axes(first.get("axes"), ndim, where=where)
+    numbers = version_numbers(version)
     datasets = first.get("datasets")
-    if not isinstance(datasets, Sequence) or not datasets:
+    if not isinstance(datasets, Sequence) or isinstance(datasets, str) or not datasets:
         msg = f"{where}: multiscales lists no datasets"
         raise StoreReadError(msg)
+    if "coordinateSystems" in first or (numbers is not None and numbers >= (0, 6)):
+        multiscale = _parse_coordinate_systems(first, datasets, version, where=where)
+    else:
+        multiscale = _parse_axes_and_transforms(first, datasets, version, ndim=ndim, where=where)
+    multiscale.notices[:0] = _version_notices(version, where=where)
+    name = first.get("name")
+    multiscale.name = name if isinstance(name, str) else None
+    multiscale.channels = _parse_channels(ome.get("omero"))
+    return multiscale
+
+
+def _dataset_path(dataset: object, *, where: str) -> str:
+    if not isinstance(dataset, Mapping):
+        msg = f"{where}: a dataset entry is not an object"
+        raise StoreReadError(msg)
+    return safe_member_path(dataset.get("path"), where=where)
+
+
+def _parse_axes_and_transforms(
+    first: Mapping[str, Any],
+    datasets: Sequence[Any],
+    version: str,
+    *,
+    ndim: int | None,
+    where: str,
+) -> Multiscale:
+    """OME-Zarr 0.1 to 0.5: ``axes``, and scale/translation lists per dataset and overall."""
+    axes = _parse_axes(first.get("axes"), ndim, where=where)
     n_axes = len(axes)
     global_scale, global_translation = _parse_transforms(
         first.get("coordinateTransformations"), n_axes, where=where
     )
     paths, scales, translations = [], [], []
     for dataset in datasets:
-        if not isinstance(dataset, Mapping):
-            msg = f"{where}: a dataset entry is not an object"
-            raise StoreReadError(msg)
-        paths.append(safe_member_path(dataset.get("path"), where=where))
+        paths.append(_dataset_path(dataset, where=where))
         scale, translation = _parse_transforms(
             dataset.get("coordinateTransformations"), n_axes, where=where
         )
@@ -339,15 +400,208 @@ def parse_multiscale(ome: Mapping[str, Any], *, where: str, ndim: int | None = N
                 for g, t, gt in zip(global_scale, translation, global_translation, strict=True)
             )
         )
-    name = first.get("name")
+    return Multiscale(
+        version=version, axes=axes, paths=paths, scales=scales, translations=translations
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# OME-Zarr 0.6 (RFC-5): coordinate systems and coordinate transformations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ScaleShift:
+    """A transformation napari can show: ``x -> scale * x + translation`` per axis."""
+
+    scale: tuple[float, ...]
+    translation: tuple[float, ...]
+
+    @classmethod
+    def identity(cls, ndim: int) -> _ScaleShift:
+        """The transformation that changes nothing."""
+        return cls((1.0,) * ndim, (0.0,) * ndim)
+
+    def then(self, other: _ScaleShift) -> _ScaleShift:
+        """This transformation followed by ``other``."""
+        return _ScaleShift(
+            tuple(a * b for a, b in zip(self.scale, other.scale, strict=True)),
+            tuple(
+                t * s + u
+                for t, s, u in zip(self.translation, other.scale, other.translation, strict=True)
+            ),
+        )
+
+
+def _system_name(reference: object) -> str | None:
+    """The coordinate system an ``input`` / ``output`` names (``{"name": ...}`` or a string)."""
+    if isinstance(reference, Mapping):
+        reference = reference.get("name")
+    return reference if isinstance(reference, str) else None
+
+
+def _parse_coordinate_systems_list(raw: object, *, where: str) -> dict[str, list[Axis]]:
+    """The declared coordinate systems by name, in declaration order."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        msg = f"{where}: 'coordinateSystems' must be a list"
+        raise StoreReadError(msg)
+    systems: dict[str, list[Axis]] = {}
+    for system in raw:
+        if not isinstance(system, Mapping) or not isinstance(system.get("name"), str):
+            msg = f"{where}: a coordinate system has no name"
+            raise StoreReadError(msg)
+        if system.get("axes") is None:
+            msg = f"{where}: coordinate system {system['name']!r} has no axes"
+            raise StoreReadError(msg)
+        systems.setdefault(system["name"], _parse_axes(system.get("axes"), None, where=where))
+    return systems
+
+
+def _transform_list(raw: object, *, where: str) -> list[Mapping[str, Any]]:
+    """A ``coordinateTransformations`` list, each entry an object."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        msg = f"{where}: coordinateTransformations must be a list"
+        raise StoreReadError(msg)
+    if not all(isinstance(transform, Mapping) for transform in raw):
+        msg = f"{where}: a coordinate transformation is not an object"
+        raise StoreReadError(msg)
+    return list(raw)
+
+
+def _identity_map_axis(mapping: object, ndim: int) -> bool:
+    """Whether a ``mapAxis`` leaves every axis in place (a list 0, 1, ..., n - 1)."""
+    return isinstance(mapping, Sequence) and list(mapping) == list(range(ndim))
+
+
+def _not_shown(kind: object, *, where: str, notices: list[str]) -> None:
+    """Note a transformation napari cannot show (the image is placed without it)."""
+    notice = (
+        f"{where}: the metadata declares a {kind!r} coordinate transformation, which napari "
+        "cannot show; the image is placed without it (as if it were the identity)"
+    )
+    if notice not in notices:
+        notices.append(notice)
+
+
+def _scale_shift(
+    transform: Mapping[str, Any], ndim: int, *, where: str, notices: list[str], depth: int = 0
+) -> _ScaleShift:
+    """One 0.6 transformation as a scale and shift; others become identity plus a notice."""
+    kind = transform.get("type")
+    identity = _ScaleShift.identity(ndim)
+    if kind in {"scale", "translation"} and kind in transform:
+        values = _as_float_tuple(transform[kind], ndim, what=kind, where=where)
+        if kind == "scale":
+            return _ScaleShift(values, (0.0,) * ndim)
+        return _ScaleShift((1.0,) * ndim, values)
+    if kind == "sequence":
+        if depth >= _MAX_SEQUENCE_DEPTH:
+            msg = f"{where}: sequence transformations nested more than {_MAX_SEQUENCE_DEPTH} deep"
+            raise StoreReadError(msg)
+        result = identity
+        steps = _transform_list(transform.get("transformations"), where=where)
+        for step in steps:
+            result = result.then(
+                _scale_shift(step, ndim, where=where, notices=notices, depth=depth + 1)
+            )
+        return result
+    if kind == "identity" or (
+        kind == "mapAxis" and _identity_map_axis(transform.get("mapAxis"), ndim)
+    ):
+        return identity
+    if kind in {"scale", "translation"}:
+        kind = f"{kind} given by path"
+    _not_shown(kind, where=where, notices=notices)
+    return identity
+
+
+def _chain(
+    transforms: list[Mapping[str, Any]], ndim: int, *, where: str, notices: list[str]
+) -> _ScaleShift:
+    """Several transformations applied one after the other."""
+    result = _ScaleShift.identity(ndim)
+    for transform in transforms:
+        result = result.then(_scale_shift(transform, ndim, where=where, notices=notices))
+    return result
+
+
+def _intrinsic_axes(
+    systems: dict[str, list[Axis]],
+    datasets: Sequence[Any],
+    first: Mapping[str, Any],
+    *,
+    where: str,
+) -> tuple[str | None, list[Axis]]:
+    """The system the datasets map into (named by their ``output``) and its axes."""
+    transforms = _transform_list(datasets[0].get("coordinateTransformations"), where=where)
+    name = _system_name(transforms[-1].get("output")) if transforms else None
+    if name in systems:
+        return name, systems[name]
+    if systems:  # no output named: the spec lists the datasets' own system last
+        name = list(systems)[-1]
+        return name, systems[name]
+    if first.get("axes") is not None:  # a draft writer: 0.4-style axes
+        return None, _parse_axes(first.get("axes"), None, where=where)
+    msg = f"{where}: OME-Zarr 0.6 metadata declares no coordinateSystems (and no axes)"
+    raise StoreReadError(msg)
+
+
+def _world_transform(
+    first: Mapping[str, Any],
+    systems: dict[str, list[Axis]],
+    intrinsic: str | None,
+    axes: list[Axis],
+    *,
+    where: str,
+    notices: list[str],
+) -> tuple[_ScaleShift, list[Axis]]:
+    """The multiscale-level transformation out of the datasets' system, and the axes it maps to.
+
+    Only the first one leaving the datasets' system is applied (the others lead to other systems).
+    """
+    ndim = len(axes)
+    for transform in _transform_list(first.get("coordinateTransformations"), where=where):
+        source = _system_name(transform.get("input"))
+        if source is not None and intrinsic is not None and source != intrinsic:
+            continue
+        target_name = _system_name(transform.get("output"))
+        target = systems.get(target_name or "", axes)
+        if len(target) != ndim:
+            notices.append(
+                f"{where}: coordinate system {target_name!r} has {len(target)} axes and the "
+                f"image {ndim}; the image is shown in its own coordinate system {intrinsic!r}"
+            )
+            break
+        return _scale_shift(transform, ndim, where=where, notices=notices), target
+    return _ScaleShift.identity(ndim), axes
+
+
+def _parse_coordinate_systems(
+    first: Mapping[str, Any], datasets: Sequence[Any], version: str, *, where: str
+) -> Multiscale:
+    """OME-Zarr 0.6: axes from the coordinate system the datasets map into, RFC-5 transforms."""
+    paths = [_dataset_path(dataset, where=where) for dataset in datasets]
+    systems = _parse_coordinate_systems_list(first.get("coordinateSystems"), where=where)
+    intrinsic, axes = _intrinsic_axes(systems, datasets, first, where=where)
+    notices: list[str] = []
+    world, axes = _world_transform(first, systems, intrinsic, axes, where=where, notices=notices)
+    scales, translations = [], []
+    for dataset in datasets:
+        transforms = _transform_list(dataset.get("coordinateTransformations"), where=where)
+        placed = _chain(transforms, len(axes), where=where, notices=notices).then(world)
+        scales.append(placed.scale)
+        translations.append(placed.translation)
     return Multiscale(
         version=version,
         axes=axes,
         paths=paths,
         scales=scales,
         translations=translations,
-        name=name if isinstance(name, str) else None,
-        channels=_parse_channels(ome.get("omero")),
+        notices=notices,
     )
 
 

@@ -246,6 +246,7 @@ def _image_lines(multiscale: Multiscale) -> list[str]:
         lines.append(f"  translation (level 0): {list(multiscale.translations[0])}")
     if multiscale.channels:
         lines.append(f"  channels: {', '.join(c.label or '?' for c in multiscale.channels)}")
+    lines.extend(f"  note: {notice}" for notice in multiscale.notices)
     return lines
 
 

@@ -1,7 +1,7 @@
 """Describe what a zarr store holds as lazily loaded layers, without napari.
 
 :func:`read_zarr` turns a store (zarr format 2 or 3: a bare array, a plain group, an OME-Zarr
-0.1-0.5 image with labels, or a bioformats2raw collection) into :class:`LayerSpec` objects: dask
+0.1-0.6 image with labels, or a bioformats2raw collection) into :class:`LayerSpec` objects: dask
 arrays whose chunks follow the stored chunks, plus the keyword arguments napari's ``add_image`` /
 ``add_labels`` take. No pixel is read except for the smallest pyramid level, when the metadata has no
 contrast window.

@@ -70,7 +70,8 @@ def multiscale_layer(
         Whether it is a label image (a Labels layer, no channel split, no contrast).
     notices : list of str
         Notices for the user are appended here (previews instead of a pyramid, too many
-        channels to split).
+        channels to split, an OME-Zarr version newer than the reader knows, a coordinate
+        transformation napari cannot show).
 
     Returns
     -------
@@ -86,6 +87,7 @@ def multiscale_layer(
         When the finest level has fewer than two dimensions or no pixel.
     """
     multiscale = _parse(group, ome, where=where)
+    notices.extend(multiscale.notices)
     arrays = _level_arrays(group, multiscale, where=where)
     levels = _displayed_levels(arrays, multiscale.paths, where=where, notices=notices)
     placement = _Placement.of(multiscale, where=where)
