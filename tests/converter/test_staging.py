@@ -308,8 +308,15 @@ KILL_POINTS = {
 }
 
 
+#: Kill points while the staging folder is made: a uniquely named folder, then renamed.
+MAKING_POINTS = {
+    "made-not-marked": ("open", 0, r"\.partial-[0-9a-f]+/" + re.escape(STAGING_MARKER) + "$", 1),
+    "marked-not-renamed": ("os.rename", 0, r"\.partial-[0-9a-f]+$", 1),
+}
+
+
 def _killed(dest: Path, point: str, *, overwrite: bool) -> None:
-    event, position, match, nth = KILL_POINTS[point]
+    event, position, match, nth = {**KILL_POINTS, **MAKING_POINTS}[point]
     script = KILLED.format(
         dest=str(dest), event=event, position=position, match=match, nth=nth, overwrite=overwrite
     )
@@ -323,30 +330,12 @@ def _killed(dest: Path, point: str, *, overwrite: bool) -> None:
     assert result.returncode == -9, result.stderr  # killed where chosen, not finished
 
 
-@pytest.mark.parametrize(
-    "point",
-    [
-        ("open", 0, r"\.partial-[0-9a-f]+/" + re.escape(STAGING_MARKER) + "$", 1),  # unmarked
-        ("os.rename", 0, r"\.partial-[0-9a-f]+$", 1),  # marked, not yet renamed
-    ],
-    ids=["made-not-marked", "marked-not-renamed"],
-)
+@pytest.mark.parametrize("point", list(MAKING_POINTS))
 def test_a_kill_while_staging_is_made_leaves_nothing_behind_a_rerun(
-    tmp_path: Path, point: tuple[str, int, str, int]
+    tmp_path: Path, point: str
 ) -> None:
     dest = tmp_path / "out.zarr"
-    event, position, match, nth = point
-    script = KILLED.format(
-        dest=str(dest), event=event, position=position, match=match, nth=nth, overwrite=False
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == -9, result.stderr
+    _killed(dest, point, overwrite=False)
     assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]  # the kill left one
     convert(_new_image(), dest, chunks=128)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
