@@ -105,29 +105,23 @@ def _hold_locks(paths: list[str], seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    shutil.which("apt-get") is None or os.geteuid() != 0, reason="needs apt-get as root"
-)
-def test_system_packages_wait_for_the_apt_lock() -> None:
-    """apt-get fails at once while another process holds the dpkg lock; the set-up waits."""
-    locks = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"]
+def _apt_while_locked(
+    locks: list[str], apt_arguments: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], float]:
+    """Run ``apt-get ARGS`` plainly, then through the set-up's ``apt_get``, while another
+    process holds ``locks`` (for 4 s): (plain result, set-up result, seconds the set-up took)."""
     script = ROOT / "scripts" / "system-packages.sh"
     holder = _hold_locks(locks, 4)
     try:
         plain = subprocess.run(
-            ["apt-get", "-qq", "-o", "DPkg::Lock::Timeout=0", "check"],
-            capture_output=True,
-            text=True,
-            timeout=60,
+            f"apt-get {apt_arguments}", shell=True, capture_output=True, text=True, timeout=60
         )
-        assert plain.returncode != 0  # the lock is really held
         started = time.monotonic()
         waited = subprocess.run(
             [
                 "bash",
                 "-c",
-                f"SYSTEM_PACKAGES_SOURCE_ONLY=1 source {script} && apt_get -qq check",
+                f"SYSTEM_PACKAGES_SOURCE_ONLY=1 source {script} && apt_get {apt_arguments}",
             ],
             capture_output=True,
             text=True,
@@ -137,6 +131,19 @@ def test_system_packages_wait_for_the_apt_lock() -> None:
     finally:
         holder.kill()
         holder.wait()
+    return plain, waited, elapsed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("apt-get") is None or os.geteuid() != 0, reason="needs apt-get as root"
+)
+def test_system_packages_wait_for_the_apt_lock() -> None:
+    """apt-get fails at once while another process holds the dpkg lock; the set-up waits."""
+    locks = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"]
+    # The plain call is told not to wait (apt's own option), to show the lock is really held.
+    plain, waited, elapsed = _apt_while_locked(locks, "-qq -o DPkg::Lock::Timeout=0 check")
+    assert plain.returncode != 0 and "lock" in plain.stderr
     assert waited.returncode == 0, waited.stderr
     assert elapsed > 2  # it waited for the holder instead of failing
 
@@ -156,28 +163,9 @@ def test_package_list_update_waits_for_the_lists_lock(tmp_path: Path) -> None:
         f"-o Dir::State::Lists={tmp_path}/lists -o Dir::Etc::sourcelist={tmp_path}/sources.list "
         f"-o Dir::Etc::sourceparts={tmp_path}/parts"
     )
-    script = ROOT / "scripts" / "system-packages.sh"
-    holder = _hold_locks([str(tmp_path / "lists" / "lock")], 4)
-    try:
-        plain = subprocess.run(
-            f"apt-get -qq {options} update", shell=True, capture_output=True, text=True, timeout=60
-        )
-        assert plain.returncode != 0 and "lock" in plain.stderr  # really held
-        started = time.monotonic()
-        waited = subprocess.run(
-            [
-                "bash",
-                "-c",
-                f"SYSTEM_PACKAGES_SOURCE_ONLY=1 source {script} && apt_get -qq {options} update",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        elapsed = time.monotonic() - started
-    finally:
-        holder.kill()
-        holder.wait()
+    lock = str(tmp_path / "lists" / "lock")
+    plain, waited, elapsed = _apt_while_locked([lock], f"-qq {options} update")
+    assert plain.returncode != 0 and "lock" in plain.stderr  # really held
     assert waited.returncode == 0, waited.stderr
     assert "waiting" in waited.stderr
     assert elapsed > 2
