@@ -463,3 +463,13 @@ def test_the_command_line_reports_an_undeletable_old_store_in_one_line(
     (hidden,) = [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
     assert lines[0].startswith("napari-zarr-tiler: warning: ")
     assert "could not be deleted" in lines[0] and str(hidden) in lines[0]
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "https://example.org/out.zarr"])
+def test_a_url_destination_is_refused_not_made_a_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DestinationError, match="URLs are not supported yet as the destination"):
+        convert(image(), url)
+    assert list(tmp_path.iterdir()) == []  # no folder named "s3:" or "https:"

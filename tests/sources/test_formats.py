@@ -28,6 +28,7 @@ def test_the_face_exports_what_other_wings_use() -> None:
         "OpenSource",
         "SourceSpec",
         "SourceWarning",
+        "is_url",
         "check_local",
         "synthetic_slide",
     }

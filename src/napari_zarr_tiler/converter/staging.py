@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DestinationError, DestinationExistsError
+from ..sources import is_url
 from ..zarr_names import (
     COMPLETE,
     JOURNAL,
@@ -42,6 +43,15 @@ from .locks import lock_folder, locked_elsewhere
 from .store_proof import is_zarr_store, remove_marked, store_refusal
 
 __all__ = ["Staging", "StagingState", "check_destination", "write_failure"]
+
+
+def local_destination(dest: str | os.PathLike[str]) -> Path:
+    """``dest`` as an absolute local path; a URL is refused (it would become a local folder
+    named ``s3:`` or ``https:``)."""
+    if is_url(dest):
+        msg = f"{os.fspath(dest)}: URLs are not supported yet as the destination; give a local folder"
+        raise DestinationError(msg)
+    return Path(dest).expanduser().absolute()
 
 
 def _is_within(path: Path, ancestor: Path) -> bool:
@@ -78,7 +88,7 @@ def check_destination(
         When the destination exists (without ``overwrite``), is not only a zarr store (with
         ``overwrite``), lies inside the source, or its folder cannot be written.
     """
-    path = Path(dest).expanduser().absolute()
+    path = local_destination(dest)
     _check_overlap(path, source_paths)
     if path.exists() or path.is_symlink():
         _check_existing(path, overwrite=overwrite, resume=resume)
@@ -253,7 +263,7 @@ class Staging:
         resume: bool = False,
         source_paths: list[Path] | None = None,
     ) -> None:
-        path = Path(dest).expanduser().absolute()
+        path = local_destination(dest)
         _check_overlap(path, list(source_paths or []))
         _recover(path)
         self.dest = check_destination(path, overwrite=overwrite, source_paths=[], resume=resume)

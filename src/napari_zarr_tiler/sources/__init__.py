@@ -10,8 +10,8 @@ uncompressed data), ``zarr_source``, ``npy``, ``samples`` (and ``synthetic``, th
 
 from __future__ import annotations
 
-from .spec import OpenSource, SourceSpec, check_local
+from .spec import OpenSource, SourceSpec, check_local, is_url
 from .synthetic import synthetic_slide
 from .tiff_metadata import SourceWarning
 
-__all__ = ["OpenSource", "SourceSpec", "SourceWarning", "check_local", "synthetic_slide"]
+__all__ = ["OpenSource", "SourceSpec", "SourceWarning", "check_local", "is_url", "synthetic_slide"]

@@ -138,6 +138,11 @@ def source_kind(path: str) -> SourceKind:
     return "tiff"
 
 
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return _URL.match(os.fspath(path)) is not None
+
+
 def check_local(path: str | os.PathLike[str], *, role: str = "source") -> None:
     """Refuse a URL where a local path is needed (URLs are not supported yet).
 
@@ -153,7 +158,7 @@ def check_local(path: str | os.PathLike[str], *, role: str = "source") -> None:
     SourceError
         When ``path`` is a URL.
     """
-    if _URL.match(os.fspath(path)):
+    if is_url(path):
         advice = (
             "download the data and give its local path"
             if role == "source"
