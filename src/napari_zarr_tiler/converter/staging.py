@@ -54,14 +54,6 @@ def local_destination(dest: str | os.PathLike[str]) -> Path:
     return Path(dest).expanduser().absolute()
 
 
-def _is_within(path: Path, ancestor: Path) -> bool:
-    try:
-        path.relative_to(ancestor)
-    except ValueError:
-        return False
-    return True
-
-
 def check_destination(
     dest: str | os.PathLike[str],
     *,
@@ -109,10 +101,10 @@ def _check_overlap(path: Path, source_paths: list[Path]) -> None:
     resolved = path.resolve()
     for source in source_paths:
         source = Path(source).expanduser().absolute().resolve()
-        if _is_within(resolved, source) or resolved == source:
+        if resolved.is_relative_to(source):  # the source itself included
             msg = f"{path}: the destination is inside the source {source}; choose another folder"
             raise DestinationError(msg)
-        if _is_within(source, resolved):
+        if source.is_relative_to(resolved):
             msg = f"{path}: the source {source} is inside the destination; choose another folder"
             raise DestinationError(msg)
 
@@ -156,9 +148,10 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def _aside_folders(dest: Path) -> list[Path]:
-    """Old stores an overwrite moved aside (``.NAME.replaced-XXXX``), newest first."""
-    prefix = f".{dest.name}.replaced-"
+def _siblings(dest: Path, kind: str) -> list[Path]:
+    """Folders a conversion to ``dest`` names ``.NAME.KIND-XXXX`` beside it, newest first:
+    old stores an overwrite moved aside (``replaced``), fresh staging folders (``partial``)."""
+    prefix = f".{dest.name}.{kind}-"
     try:
         found = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
@@ -186,12 +179,7 @@ def _delete_replaced(old: Path, dest: Path) -> None:
 def _remove_abandoned_fresh(dest: Path) -> None:
     """Remove the uniquely named folders (``.NAME.partial-XXXX``) of runs killed before their
     folder was renamed to the staging name: empty, or marked and locked by no one."""
-    prefix = f".{dest.name}.partial-"
-    try:
-        found = [p for p in dest.parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return
-    for fresh in found:
+    for fresh in _siblings(dest, "partial"):
         if fresh.is_symlink() or not fresh.is_dir():
             continue
         if marker_state(fresh) is None:
@@ -213,7 +201,7 @@ def _recover(dest: Path) -> None:
         for name in (JOURNAL, STAGING_MARKER):  # a committed store whose tidying was cut short
             with contextlib.suppress(OSError):
                 (dest / name).unlink(missing_ok=True)
-    asides = _aside_folders(dest)
+    asides = _siblings(dest, "replaced")
     if asides and not (dest.exists() or dest.is_symlink()):
         newest = asides.pop(0)
         try:  # killed between moving the old store aside and the new one into place
