@@ -47,6 +47,7 @@ __all__ = [
     "LayerSpec",
     "Progress",
     "SourceError",
+    "SourceSpec",
     "StoreContents",
     "StoreReadError",
     "UnsupportedDtypeError",
@@ -68,11 +69,13 @@ _LAZY = {
     "ConversionPlan": "converter",
     "ConversionResult": "converter",
     "Progress": "converter",
+    "SourceSpec": "sources",
 }
 
 if TYPE_CHECKING:
     from .converter import ConversionPlan, ConversionResult, Progress, convert, plan_conversion
     from .reader import LayerSpec, StoreContents, read_zarr
+    from .sources import SourceSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -49,3 +49,7 @@ class ConversionCancelled(ZarrTilerError):
 
 class ChunkSizeError(StoreReadError):
     """A stored chunk would decode to far more bytes than its declared shape holds."""
+
+
+class RemoteStoreError(StoreReadError):
+    """A store URL cannot be read: not found, access denied, not zarr, timed out, unreachable."""

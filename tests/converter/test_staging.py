@@ -465,7 +465,7 @@ def test_the_command_line_reports_an_undeletable_old_store_in_one_line(
     assert "could not be deleted" in lines[0] and str(hidden) in lines[0]
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "https://example.org/out.zarr"])
+@pytest.mark.parametrize("url", ["https://example.org/out.zarr", "gs://bucket/out.zarr"])
 def test_a_url_destination_is_refused_not_made_a_local_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:

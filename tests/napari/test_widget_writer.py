@@ -39,8 +39,10 @@ def test_widget_is_contributed(make_napari_viewer) -> None:
         "compressor",
         "clevel",
         "zarr_format",
+        "ome_version",
         "shards",
         "levels",
+        "downsample_z",
     ]
     assert names[: len(expected) + 2] == [*expected, "overwrite", "open_result"]
 

@@ -249,7 +249,11 @@ def test_an_inf_physical_size_is_ignored_with_a_warning(tmp_path: Path) -> None:
     [
         ("https://example.org/slide.tif", "{tmp}/a.zarr", "https://example.org/slide.tif: URLs"),
         ("s3://bucket/slide.tif", "{tmp}/a.zarr", "not supported yet as the source"),
-        ("{tmp}/img.npy", "s3://bucket/out.zarr", "not supported yet as the destination"),
+        (
+            "{tmp}/img.npy",
+            "https://example.org/out.zarr",
+            "only s3:// URLs (or local folders) can be written to",
+        ),
     ],
 )
 def test_a_url_is_named_as_a_url(tmp_path: Path, src: str, dst: str, fragment: str) -> None:

@@ -1,7 +1,7 @@
 """npe2 reader: dispatch zarr paths to :func:`napari_zarr_tiler.reader.read_zarr`.
 
 napari asks :func:`get_reader` about every folder it opens, so importing this module stays cheap:
-the reader wing's face loads ``find_zarr_node`` alone (no zarr, no dask); the rest of the wing is
+``reader.locate.accepts`` alone is loaded (no zarr, no dask); the rest of the wing is
 imported when a store is read.
 """
 
@@ -13,16 +13,17 @@ from typing import Any
 
 from napari.utils.notifications import show_info
 
-from ..reader import find_zarr_node
+from ..reader.locate import accepts
 
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:
-    """Return :func:`read_layers` when every path is a zarr node, else None (cheap, never raises)."""
+    """Return :func:`read_layers` when every path is a zarr node, a store URL (http, https, s3)
+    or an ``.ozx`` file, else None (cheap: no request, never raises)."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    if not paths or any(find_zarr_node(p) is None for p in paths):
+    if not paths or not all(accepts(p) for p in paths):
         return None
     return read_layers
 

@@ -37,8 +37,8 @@ from ..converter import (
     convert,
     parse_levels,
     parse_shape,
-    plan_conversion,
 )
+from ..converter.options import resolve_plan
 from ..errors import ConversionCancelled, DestinationExistsError, ZarrTilerError
 from .layer_metadata import conversion_options, level_zero
 
@@ -130,8 +130,20 @@ class ConvertWidget(Container):
         self.zarr_format = ComboBox(
             name="zarr_format", label="zarr format", choices=(3, 2), value=3
         )
+        self.ome_version = ComboBox(
+            name="ome_version",
+            label="OME-Zarr version",
+            choices=("0.5", "0.6", "0.4"),
+            value="0.5",
+        )
         self.shards = LineEdit(name="shards", label="shards", value="")
         self.levels = LineEdit(name="levels", label="levels", value="auto")
+        self.downsample_z = ComboBox(
+            name="downsample_z",
+            label="downsample z",
+            choices=("auto", "always", "never"),
+            value="auto",
+        )
         self.overwrite = CheckBox(
             name="overwrite", text="overwrite an existing zarr store", value=False
         )
@@ -147,8 +159,10 @@ class ConvertWidget(Container):
                 self.compressor,
                 self.clevel,
                 self.zarr_format,
+                self.ome_version,
                 self.shards,
                 self.levels,
+                self.downsample_z,
                 self.overwrite,
                 self.open_result,
                 self.info,
@@ -158,9 +172,22 @@ class ConvertWidget(Container):
         )
         self.worker: GeneratorWorker | None = None
         self._run: _Run | None = None
-        for widget in (self.layer, self.chunks, self.zarr_format, self.shards, self.levels):
+        for widget in (
+            self.layer,
+            self.chunks,
+            self.zarr_format,
+            self.ome_version,
+            self.shards,
+            self.levels,
+            self.downsample_z,
+        ):
             widget.changed.connect(self._update_info)
         self.compressor.changed.connect(self._compressor_changed)
+        # 0.4 is zarr format 2, 0.5 and 0.6 zarr format 3: each choice follows the other
+        self.ome_version.changed.connect(
+            lambda v: setattr(self.zarr_format, "value", 2 if v == "0.4" else 3)
+        )
+        self.zarr_format.changed.connect(self._zarr_format_changed)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         napari_viewer.layers.events.inserted.connect(self.reset_choices)
@@ -190,22 +217,36 @@ class ConvertWidget(Container):
             self.clevel.min, self.clevel.max = max(LEVEL_RANGES[name][0], 0), LEVEL_RANGES[name][1]
         self.clevel.value = DEFAULT_LEVELS[name]
 
+    def _zarr_format_changed(self, zarr_format: int) -> None:
+        if (zarr_format == 2) != (self.ome_version.value == "0.4"):
+            self.ome_version.value = "0.4" if zarr_format == 2 else "0.5"
+
     def _options(self) -> dict[str, Any]:
         chunks = parse_shape(self.chunks.value, name="chunks")
         return {
             "chunks": 512 if chunks is None else chunks,
             "shards": parse_shape(self.shards.value, name="shards"),
             "levels": parse_levels(self.levels.value),
+            "downsample_z": self.downsample_z.value,
             "zarr_format": int(self.zarr_format.value),
         }
 
     def _plan(self):
+        """The plan :func:`convert` will make: the layer's axis labels (when OME names) and scale
+        decide which axis ``downsample_z`` halves, as in the conversion itself."""
         layer = self.layer.value
         if layer is None:
             msg = "open an image or labels layer to convert"
             raise ValueError(msg)
-        level0 = LevelZero(layer.data, rgb=getattr(layer, "rgb", False))  # levels: level 0
-        return plan_conversion(level0.shape, level0.dtype, **self._options())
+        data, meta, layer_type = layer.as_layer_data_tuple()
+        implied = conversion_options(meta, layer_type)
+        return resolve_plan(
+            LevelZero(level_zero(data, meta), rgb=implied["rgb"]),
+            axes=implied.get("axes"),
+            scale=implied.get("scale"),
+            ome_version=self.ome_version.value,
+            **self._options(),
+        )
 
     def _update_info(self, _event: Any = None) -> None:
         try:
@@ -230,6 +271,7 @@ class ConvertWidget(Container):
             "compressor": self.compressor.value,
             "clevel": None if self.compressor.value == "none" else int(self.clevel.value),
             "overwrite": bool(self.overwrite.value),
+            "ome_version": self.ome_version.value,
             # where napari read the layer from: the destination may not overlap it
             "source_paths": [layer.source.path] if layer.source.path else [],
         }

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import zarr
-
-from .. import ome_ngff
 from ..converter import LevelZero, convert, plan_conversion
+from ..converter.label_image import read_parent_image
 from ..errors import ConversionError
+from ..sources import SourceWarning
 from .layer_metadata import conversion_options, level_zero
 
 #: What Save Selected Layers can write to a .zarr store, for the refusal message.
@@ -31,12 +31,15 @@ _WHAT_FITS = (
 
 @contextlib.contextmanager
 def _reported(path: str) -> Iterator[None]:
-    """Re-raise a ValueError as a ConversionError: napari turns a writer's ValueError into
-    "not a valid writer" and drops its message."""
+    """Re-raise a ValueError (or a SourceWarning raised as an error) as a ConversionError:
+    napari turns a writer's ValueError into "not a valid writer" and drops its message."""
     try:
         yield
     except ValueError as error:
         msg = f"cannot save {Path(path).name}: {error}"
+        raise ConversionError(msg) from error
+    except SourceWarning as error:  # turned into an error where the writer asks for it
+        msg = f"cannot save {Path(path).name}: {error} (nothing was written)"
         raise ConversionError(msg) from error
 
 
@@ -56,8 +59,26 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """Write a Labels layer as an OME-Zarr label image."""
+    """Write a Labels layer as an OME-Zarr label image.
+
+    Saved as ``IMAGE.zarr/labels/NAME``, it is added to that OME-Zarr image (its level shapes
+    and transforms, listed in its ``labels`` group). Saved onto an existing OME-Zarr image
+    ``IMAGE.zarr`` itself, it goes into ``IMAGE.zarr/labels/<layer name>`` instead of replacing
+    the image.
+    """
+    with _reported(path):
+        parent = read_parent_image(Path(path)) if _is_group(Path(path)) else None
+    if parent is not None:
+        path = str(Path(path) / "labels" / _label_names([(data, meta, "labels")])[0])
+    elif Path(path).suffix == ".zarr" and Path(path).parent.name == "labels":
+        with _reported(path):  # napari adds ".zarr" to the name typed in labels/
+            if read_parent_image(Path(path).parent.parent) is not None:
+                path = str(Path(path).with_suffix(""))
     return _write(path, data, meta, "labels")
+
+
+def _is_group(folder: Path) -> bool:
+    return (folder / "zarr.json").is_file() or (folder / ".zgroup").is_file()
 
 
 def _label_names(layers: list[tuple[Any, dict[str, Any], str]]) -> list[str]:
@@ -79,8 +100,8 @@ def write_image_with_labels(
 ) -> list[str]:
     """Write one Image layer and its Labels layers as one OME-Zarr image with ``labels/``.
 
-    The image is written (and moved into place) first, then each label image, then the
-    ``labels`` group that lists them: a reader sees the labels only once all are complete.
+    Every label layer's shape is checked before anything is written; the label images are
+    written into the staged image, which is moved into place with them once all are complete.
 
     Parameters
     ----------
@@ -104,22 +125,23 @@ def write_image_with_labels(
     if len(images) != 1 or len(images) + len(labels) != len(layer_data):
         refuse_layers(path, layer_data)
     (data, meta, _kind) = images[0]
-    with _reported(path):
-        for layer in labels:  # every label image can be written: checked before the image is
+    sources = {
+        name: level_zero(label_data, label_meta)
+        for name, (label_data, label_meta, _kind) in zip(_label_names(labels), labels, strict=True)
+    }
+    with _reported(path), warnings.catch_warnings():
+        for layer in labels:
             _check_layer(*layer)
+        # A label layer that does not fit the image is refused (the engine would leave it out
+        # with a warning), before anything is written.
+        warnings.simplefilter("error", SourceWarning)
         result = convert(
-            level_zero(data, meta), path, overwrite=True, **conversion_options(meta, "image")
+            level_zero(data, meta),
+            path,
+            overwrite=True,
+            labels=sources,  # into the staged image: its level shapes, listed in labels/
+            **conversion_options(meta, "image"),
         )
-        names = _label_names(labels)
-        for name, (label_data, label_meta, _kind) in zip(names, labels, strict=True):
-            convert(
-                level_zero(label_data, label_meta),
-                result.path / "labels" / name,
-                **conversion_options(label_meta, "labels"),
-            )
-    # The group that lists the label images comes last.
-    group = zarr.open_group(str(result.path / "labels"), mode="a", zarr_format=3)
-    group.attrs.put(ome_ngff.wrap_ome({"labels": names}, version="0.5"))
     return [str(result.path)]
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..sources import SourceSpec
 from .backend import (
     base_pipeline,
     codec_pipeline_name,
@@ -27,21 +28,25 @@ from .backend import (
 from .compression import Compressor
 from .direct_io import choose_direct_io
 from .level_zero import LevelZero
-from .ome_metadata import ome_attributes
+from .named_source import is_named_source, open_named_source
+from .object_store_target import convert_to_object_store, is_object_store_url
+from .ome_metadata import OmeVersion, ome_attributes
 from .options import ConversionOptions, resolve_options
 from .plan import ConversionPlan, Layout
 from .progress import CancelArg, Progress
+from .pyramid import DownsampleZ
 from .resume import Journal, build_fingerprint
 from .scheduler import write_pyramid
 from .staging import Staging
+from .zipped import ZippedStaging, stage_destination
 
 
 @dataclass
 class ConversionResult:
     """What :func:`convert` wrote."""
 
-    #: The store written.
-    path: Path
+    #: The store written (its ``s3://`` URL, as a str, for an object-store destination).
+    path: Path | str
     plan: ConversionPlan
     #: Wall time of the conversion.
     seconds: float
@@ -69,7 +74,8 @@ def convert(
     chunks: int | Sequence[int] = 512,
     compressor: Compressor = "zstd",
     clevel: int | None = None,
-    zarr_format: Literal[2, 3] = 3,
+    zarr_format: Literal[2, 3] | None = None,
+    ome_version: OmeVersion | None = None,
     shards: int | Sequence[int] | None = None,
     levels: int | Literal["auto"] = "auto",
     layout: Layout = "ome",
@@ -91,6 +97,9 @@ def convert(
     resume: bool = False,
     source_paths: Sequence[str | os.PathLike[str]] = (),
     direct_io: bool | None = None,
+    downsample_z: DownsampleZ | None = None,
+    properties: Sequence[Mapping[str, Any]] | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> ConversionResult:
     """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
 
@@ -101,10 +110,19 @@ def convert(
 
     Parameters
     ----------
-    source : array-like or list of array-likes
-        A numpy, dask or zarr array, or a multiscale list of them (level 0 is used).
+    source : array-like, list of array-likes, path, URL or SourceSpec
+        A numpy, dask or zarr array, or a multiscale list of them (level 0 is used); or a file or
+        store named by path or URL (TIFF, OME-TIFF, CZI, ``.npy``, zarr, ``sample:NAME``), read
+        lazily, whose metadata (axes, scale, units, channels, labels ...) fills every option left
+        unset here; a :class:`~napari_zarr_tiler.sources.SourceSpec` picks a TIFF series or CZI
+        scene (``SourceSpec("slide.czi", series=1)``).
     dest : path
-        The store to create (a folder, conventionally named ``*.zarr``).
+        The store to create: a folder, conventionally named ``*.zarr``, or a zipped OME-Zarr
+        file (RFC-9) when the name ends with ``.ozx`` (zarr format 3; it appears only once
+        complete, and ``overwrite`` replaces only a zip holding a zarr store), or an
+        ``s3://bucket/prefix/NAME.zarr`` URL (credentials and endpoint from the ``AWS_*``
+        variables; written in place with its root metadata last, see
+        :mod:`.object_store_staging`).
     chunks : int or sequence of int
         Chunk shape: one int for the last two axes (1 on the others), or one per axis.
         Chunks larger than the image are clipped to it.
@@ -112,8 +130,13 @@ def convert(
         Lossless codec.
     clevel : int, optional
         Compression level (codec default if None).
-    zarr_format : {3, 2}
-        3 writes OME-Zarr 0.5, 2 writes OME-Zarr 0.4.
+    zarr_format : {3, 2}, optional
+        3 writes OME-Zarr 0.5 or 0.6, 2 writes OME-Zarr 0.4 (default: the one
+        ``ome_version`` needs, else 3).
+    ome_version : {"0.5", "0.6", "0.4"}, optional
+        OME-Zarr version to write (default: 0.4 with ``zarr_format=2``, else 0.5). 0.6 declares
+        the axes as a coordinate system and each level's scale and translation as RFC-5
+        transformations into it.
     shards : int or sequence of int, optional
         Shard shape (zarr format 3 only), a multiple of ``chunks``.
     levels : "auto" or int
@@ -160,6 +183,27 @@ def convert(
         Write chunks past the page cache (``O_DIRECT``; Linux, zarrs pipeline). None (default)
         does so when converting in this process an output larger than a quarter of the
         available memory. The bytes stored are the same either way.
+    downsample_z : {"auto", "always", "never"}, optional
+        Whether levels halve the Z axis too (2x2x2 mean, nearest for labels; the OME scale
+        follows). "auto" (default; None means the source's choice, else "auto") halves it at a level whose Z spacing is not larger than its
+        Y/X spacing (``scale``), so near-isotropic volumes shrink in all three axes and
+        anisotropic ones keep Z until Y and X catch up. "auto" halves only a Z axis that is
+        named (by ``axes``, or by a TIFF, CZI or zarr source's metadata): the default names of
+        an array without them (z, y, x for 3-D) are a guess, so its leading axes are kept, and
+        so is a plain multi-page TIFF's page axis.
+        "always" needs a ``z`` axis, named or guessed. Images without a Z axis are not affected.
+    properties : sequence of mappings, optional
+        For labels written into an image: ``image-label`` properties, one mapping per label
+        value (each with its ``label-value``).
+    labels : mapping, optional
+        Label images to write into the new image's ``labels/``: ``{name: source}``, each shaped
+        as the image (re-tiled with its chunks) and written before the store is moved into place.
+
+    With ``label=True`` and ``dest`` inside an OME-Zarr image's ``labels`` folder
+    (``image.zarr/labels/cells``), the labels are added to that image (see
+    :mod:`.into_image`): one level per image level with its shapes and transforms, listed in the
+    ``labels`` group; the image's own files are not touched. ``colors`` may then map label values
+    to colours (``{1: "FF0000"}``), and the zarr format, axes and scale are the image's.
 
     Returns
     -------
@@ -180,6 +224,21 @@ def convert(
     ConversionCancelled
         When ``cancel`` was set.
     """
+    if is_named_source(source):  # a file, store, URL or sample: opened as the CLI opens it
+        given = {key: value for key, value in locals().items() if key not in ("source", "dest")}
+        spec, implied = open_named_source(source, given)
+        if implied or not isinstance(source, SourceSpec):
+            return convert(spec, dest, **{**given, **implied})
+    if label and layout == "ome" and not is_object_store_url(dest):
+        from .into_image import convert_if_into_image  # imported here: it imports this module
+
+        into = convert_if_into_image(
+            source, dest, chunks=chunks, compressor=compressor, clevel=clevel, shards=shards,
+            overwrite=overwrite, colors=colors, properties=properties, workers=workers,
+            resume=resume, source_paths=source_paths, progress=progress, cancel=cancel,
+        )  # fmt: skip
+        if into is not None:
+            return into
     started = time.perf_counter()
     level0 = LevelZero(source, rgb=rgb)
     options = resolve_options(
@@ -188,6 +247,7 @@ def convert(
         compressor=compressor,
         clevel=clevel,
         zarr_format=zarr_format,
+        ome_version=ome_version,
         shards=shards,
         levels=levels,
         layout=layout,
@@ -207,14 +267,23 @@ def convert(
         resume=resume,
         source_paths=source_paths,
         direct_io=direct_io,
+        downsample_z=downsample_z or "auto",
     )
-    staging = Staging(
-        dest,
-        overwrite=overwrite,
-        source_paths=[*level0.paths(), *options.source_paths],
-        resume=resume,
+    if is_object_store_url(dest):  # s3://: written in place, its root metadata last
+        return convert_to_object_store(
+            os.fspath(dest), level0, options, started=started, progress=progress,
+            cancel=cancel, labels=labels,
+        )  # fmt: skip
+    if labels:  # names and shapes checked before anything is written
+        from .into_image import labels_that_fit  # imported here: it imports this module
+
+        labels = labels_that_fit(labels, level0, options, dest=dest)
+    staging = stage_destination(
+        dest, options, source_paths=[*level0.paths(), *options.source_paths]
     )
-    written = _write_staged(staging, level0, options, progress=progress, cancel=cancel)
+    written = _write_staged(
+        staging, level0, options, progress=progress, cancel=cancel, labels=labels
+    )
     return ConversionResult(
         staging.dest,
         options.plan,
@@ -226,12 +295,13 @@ def convert(
 
 
 def _write_staged(
-    staging: Staging,
+    staging: Staging | ZippedStaging,
     level0: LevelZero,
     options: ConversionOptions,
     *,
     progress: Callable[[Progress], None] | None,
     cancel: CancelArg,
+    labels: Mapping[str, Any] | None = None,
 ) -> _Written:
     """Write the whole store into the staging folder, declare the image, and commit it.
 
@@ -242,32 +312,59 @@ def _write_staged(
     base = codec_pipeline_name()
     with staging.session(settle=settle_writes) as folder:
         pipeline = _pipeline_for(folder, base, options)
-        # The journal first: a resume with other options is refused before anything changes in
-        # the partial store it keeps. Its fingerprint names the base pipeline: direct or
-        # buffered writes store the same bytes.
-        fingerprint = build_fingerprint(
-            level0.describe(), plan, codec=options.codec, pipeline=base, method=options.method
+        kept, journal = write_journaled(
+            folder, level0, options, pipeline=pipeline, progress=progress, cancel=cancel
         )
-        journal = Journal(folder, fingerprint, resume=options.resume)
-        try:
-            kept = write_pyramid(
-                folder,
-                level0,
-                options,
-                pipeline=pipeline,
-                journal=journal,
-                progress=progress,
-                cancel=cancel,
-            )
-        finally:
-            journal.close()
         if plan.layout == "ome":
-            name = options.name or staging.dest.name.removesuffix(".zarr")
+            name = options.name or staging.dest.name.removesuffix(".zarr").removesuffix(".ozx")
             attributes = ome_attributes(plan, journal.value_ranges(), options.metadata, name=name)
             declare_image(folder, plan.zarr_format, attributes)  # the image is declared last
+        if labels:  # written into the staged image: the store appears with its labels
+            from .into_image import write_labels_of  # imported here: it imports this module
+
+            write_labels_of(folder, labels, options, cancel=cancel, dest=staging.dest)
         staging.commit()
     # Regions the interrupted run finished and that were found intact.
     return _Written(pipeline, kept if staging.resuming else None)
+
+
+def write_journaled(
+    folder: Path,
+    level0: LevelZero,
+    options: ConversionOptions,
+    *,
+    pipeline: str,
+    progress: Callable[[Progress], None] | None,
+    cancel: CancelArg,
+) -> tuple[int, Journal]:
+    """Write the pyramid into ``folder`` under a resume journal; return the regions kept from
+    an interrupted run and the (closed) journal, which holds the value ranges.
+
+    The journal comes first: a resume with other options is refused before anything changes in
+    the partial store it keeps. Its fingerprint names the base pipeline: direct or buffered
+    writes store the same bytes.
+    """
+    fingerprint = build_fingerprint(
+        level0.describe(),
+        options.plan,
+        codec=options.codec,
+        pipeline=base_pipeline(pipeline),
+        method=options.method,
+    )
+    journal = Journal(folder, fingerprint, resume=options.resume)
+    try:
+        kept = write_pyramid(
+            folder,
+            level0,
+            options,
+            pipeline=pipeline,
+            journal=journal,
+            progress=progress,
+            cancel=cancel,
+        )
+    finally:
+        journal.close()
+    return kept, journal
 
 
 def _pipeline_for(folder: Path, base: str, options: ConversionOptions) -> str:

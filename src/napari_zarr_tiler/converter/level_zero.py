@@ -5,6 +5,11 @@ included: any non-array sequence of arrays) or a :class:`~napari_zarr_tiler.sour
 It knows its shape (RGB(A) samples moved once to a channel axis), its dtype and the files it
 reads from, describes itself for the resume journal, reads a region, and pickles to its spec so
 that a dask worker re-opens the file instead of receiving the array.
+
+Chunked sources (dask, zarr) whose blocks do not match the regions are read through a
+:class:`~.source_blocks.BlockCache`, so that each source block is read (decoded, or computed by
+dask) once, whatever its shape relative to the regions; a dask array that only wraps a zarr array
+or a numpy array (``da.from_zarr``, ``da.from_array``) is read from that array, in parts.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ from ..errors import ConversionCancelled, InvalidOptionError, SourceError
 from ..sources import SourceSpec
 from ..zarr_names import GROUP_METADATA
 from .regions import Region
+from .source_blocks import BLOCK_CACHE_BYTES, BlockCache, block_edges
 
-__all__ = ["LevelZero", "channels_first_shape", "rgb_channel_position"]
+__all__ = [
+    "BlockCache",
+    "LevelZero",
+    "block_edges",
+    "channels_first_shape",
+    "rgb_channel_position",
+    "unwrapped_source",
+]
 
 
 def rgb_channel_position(ndim: int) -> int:
@@ -99,6 +112,7 @@ class LevelZero:
         self.spec: SourceSpec | None = source if isinstance(source, SourceSpec) else None
         array = _level_zero_array(self.spec.opened.array if self.spec is not None else source)
         self._array = array
+        self._blocks: BlockCache | None = None
         shape = tuple(int(s) for s in array.shape)
         #: Where the RGB(A) sample axis (the source's last) goes, or None.
         self.channel_position: int | None = None
@@ -118,6 +132,8 @@ class LevelZero:
         state = dict(self.__dict__)
         if self.spec is not None:
             state["_array"] = None  # workers re-open the source from its spec
+        state["_blocks"] = None  # each process keeps its own blocks
+        state["_in_worker"] = True
         return state
 
     @property
@@ -164,10 +180,7 @@ class LevelZero:
     def _read(self, region: Region) -> np.ndarray:
         """Read a region of the array as stored, naming the region when the read fails."""
         try:
-            block = self.array[region]
-            if hasattr(block, "compute"):
-                block = block.compute(scheduler="sync")
-            return np.asarray(block)
+            return self._block_cache().read(region)
         except (ConversionCancelled, MemoryError):
             raise
         except Exception as error:  # codecs and file readers raise many kinds of errors
@@ -177,6 +190,16 @@ class LevelZero:
                 f"({type(error).__name__}: {error}); the file may be truncated or corrupt"
             )
             raise SourceError(msg) from error
+
+    def _block_cache(self) -> BlockCache:
+        """The reader of this process's source blocks (each read once), made on first use."""
+        if self._blocks is None:
+            array = unwrapped_source(self.array)
+            # A cluster worker gets regions of many blocks: it keeps none (it could never
+            # tell which of its blocks other workers' regions use up).
+            budget = 0 if getattr(self, "_in_worker", False) else BLOCK_CACHE_BYTES
+            self._blocks = BlockCache(array, block_edges(array), budget)
+        return self._blocks
 
 
 def _region_text(region: Region) -> str:
@@ -235,3 +258,44 @@ def _arrays_in_dask_graph(array: Any) -> list[Any]:
     return [
         item for item in found if hasattr(item, "shape") and not hasattr(item, "__dask_graph__")
     ]
+
+
+# -- source blocks, each read once -----------------------------------------------------------
+
+
+def unwrapped_source(array: Any) -> Any:
+    """The zarr or numpy array a dask array only wraps (``da.from_zarr``, ``da.from_array``),
+    read directly by region and chunk; any other array as it is.
+
+    Only a graph of a single ``from_array``-style read (at most two layers, holding one array
+    of the same shape and dtype) is unwrapped: a computed dask array keeps its own blocks.
+    """
+    if not _only_reads(array):
+        return array
+    found = _arrays_in_dask_graph(array)
+    if len(found) != 1 or not isinstance(found[0], zarr.Array | np.ndarray):
+        return array
+    inner = found[0]
+    if tuple(inner.shape) != tuple(array.shape) or np.dtype(inner.dtype) != array.dtype:
+        return array
+    return inner
+
+
+def _only_reads(array: Any) -> bool:
+    """Whether a dask array's graph is one array read by ``getter`` tasks (``from_array``), or
+    a single block of data (``from_array`` of a small numpy array)."""
+    graph_of = getattr(array, "__dask_graph__", None)
+    layers = getattr(graph_of(), "layers", {}) if graph_of is not None else {}
+    top = layers.get(getattr(array, "name", None))
+    if top is None or len(layers) > 2:
+        return False
+    if len(layers) == 1:
+        values = list(getattr(top, "mapping", {}).values())
+        return len(values) == 1 and isinstance(values[0], np.ndarray)
+    from dask.array.core import getter, getter_inline, getter_nofancy
+
+    return getattr(getattr(top, "task", None), "func", None) in (
+        getter,
+        getter_inline,
+        getter_nofancy,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +26,43 @@ DEFAULT_COLORS = ("00FFFF", "FF00FF", "FFFF00", "0000FF", "00FF00", "FF0000")
 TWO_CHANNEL_COLORS = ("FF00FF", "00FF00")
 RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
 OME_AXES = ("t", "c", "z", "y", "x")
+
+#: The OME-Zarr versions a conversion writes.
+OmeVersion = Literal["0.4", "0.5", "0.6"]
+#: The zarr format each OME-Zarr version is stored in.
+ZARR_FORMAT_OF = {"0.4": 2, "0.5": 3, "0.6": 3}
+
+
+def resolve_versions(
+    ome_version: str | None, zarr_format: int | None
+) -> tuple[OmeVersion, Literal[2, 3]]:
+    """The OME-Zarr version and zarr format to write, each derived from the other when not given.
+
+    Neither given: 0.5 in zarr format 3. ``zarr_format=2`` alone means 0.4; ``3`` alone 0.5.
+
+    Raises
+    ------
+    InvalidOptionError
+        For an unknown version or format, or a combination no OME-Zarr version is stored in
+        (0.4 is zarr format 2; 0.5 and 0.6 are zarr format 3).
+    """
+    if ome_version is not None and ome_version not in ZARR_FORMAT_OF:
+        msg = f"ome_version must be one of {', '.join(ZARR_FORMAT_OF)}, got {ome_version!r}"
+        raise InvalidOptionError(msg)
+    if zarr_format is not None and zarr_format not in (2, 3):
+        msg = f"zarr_format must be 2 or 3, got {zarr_format!r}"
+        raise InvalidOptionError(msg)
+    if ome_version is None:
+        return ("0.4", 2) if zarr_format == 2 else ("0.5", 3)
+    needed = ZARR_FORMAT_OF[ome_version]
+    if zarr_format is not None and zarr_format != needed:
+        msg = (
+            f"ome_version {ome_version} is stored in zarr format {needed}, but zarr_format "
+            f"{zarr_format} was given; drop one of them (--ome-version / --zarr-format) or "
+            f"choose zarr_format {needed}"
+        )
+        raise InvalidOptionError(msg)
+    return ome_version, needed  # type: ignore[return-value]
 
 
 def default_colors(n_channels: int) -> tuple[str, ...]:
@@ -46,8 +83,8 @@ class ImageMetadata:
     scales: list[float]
     offsets: list[float]
     units: list[str | None]
-    #: OME-Zarr version: "0.5" (zarr format 3) or "0.4" (zarr format 2).
-    version: str
+    #: OME-Zarr version: "0.5" or "0.6" (zarr format 3), or "0.4" (zarr format 2).
+    version: OmeVersion
     method: Downsampling
     label: bool
     rgb: bool
@@ -69,9 +106,13 @@ def resolve_metadata(
     contrast_limits: Sequence[Sequence[float]] | None,
     label: bool,
     rgb: bool,
+    version: OmeVersion | None = None,
 ) -> ImageMetadata:
     """Check the metadata options against the planned image (``channel_position``: where an
     RGB source's samples went, and where per-axis options given without them get a default).
+
+    ``version`` is the OME-Zarr version to write (default: 0.5 for zarr format 3, else 0.4),
+    already checked against the plan's zarr format by :func:`resolve_versions`.
 
     Raises
     ------
@@ -93,7 +134,7 @@ def resolve_metadata(
         scales=per_axis_floats(scale, name="scale", default=1.0, **floats),
         offsets=per_axis_floats(translate, name="translate", default=0.0, **floats),
         units=_per_axis_units(units, ndim, channel_position),
-        version="0.5" if plan.zarr_format == 3 else "0.4",
+        version=version or resolve_versions(None, plan.zarr_format)[0],
         method="nearest" if label else "mean",
         label=label,
         rgb=rgb,
@@ -218,10 +259,10 @@ def ome_attributes(
     ``value_ranges`` (level 0's exact range per channel) gives the windows not given.
     """
     assert metadata.axis_names is not None
-    # Level k's pixel spans 2**k source pixels on Y and X (odd edges are padded, not stretched).
+    # Level k's pixel spans 2**k source pixels on Y and X (odd edges are padded, not stretched),
+    # and on Z as many as the plan's Z halvings so far.
     level_scales = []
-    for level in range(plan.n_levels):
-        factors = [1] * (len(plan.shape) - 2) + [2**level, 2**level]
+    for factors in plan.level_factors:
         level_scales.append([sc * f for sc, f in zip(metadata.scales, factors, strict=True)])
     block: dict[str, Any] = {
         "multiscales": ome_ngff.build_multiscales(

@@ -11,9 +11,16 @@ from typing import Any, Literal
 from ..errors import InvalidOptionError
 from .compression import Compressor, compressor_codecs
 from .level_zero import LevelZero
-from .ome_metadata import ImageMetadata, resolve_metadata
+from .ome_metadata import (
+    ImageMetadata,
+    OmeVersion,
+    per_axis_floats,
+    resolve_axes,
+    resolve_metadata,
+    resolve_versions,
+)
 from .plan import ConversionPlan, Layout, plan_conversion
-from .pyramid import Downsampling
+from .pyramid import DownsampleZ, Downsampling
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,8 @@ def resolve_options(
     chunks: int | Sequence[int],
     compressor: Compressor,
     clevel: int | None,
-    zarr_format: Literal[2, 3],
+    zarr_format: Literal[2, 3] | None,
+    ome_version: OmeVersion | None = None,
     shards: int | Sequence[int] | None,
     levels: int | Literal["auto"],
     layout: Layout,
@@ -76,6 +84,7 @@ def resolve_options(
     resume: bool,
     source_paths: Sequence[str | os.PathLike[str]],
     direct_io: bool | None,
+    downsample_z: DownsampleZ = "auto",
 ) -> ConversionOptions:
     """Check :func:`~napari_zarr_tiler.convert`'s options against level 0 of the source.
 
@@ -84,14 +93,17 @@ def resolve_options(
     InvalidOptionError, UnsupportedDtypeError
         As :func:`~napari_zarr_tiler.convert` does, before anything is written.
     """
-    plan = plan_conversion(
-        level0.shape,
-        level0.dtype,
+    version, zarr_format = resolve_versions(ome_version, zarr_format)
+    plan = resolve_plan(
+        level0,
         chunks=chunks,
         shards=shards,
         levels=levels,
         zarr_format=zarr_format,
         layout=layout,
+        axes=axes,
+        scale=scale,
+        downsample_z=downsample_z,
     )
     codecs = compressor_codecs(
         compressor, clevel, zarr_format=zarr_format, itemsize=plan.dtype.itemsize
@@ -108,6 +120,7 @@ def resolve_options(
         contrast_limits=contrast_limits,
         label=label,
         rgb=rgb,
+        version=version,
     )
     if scheduler and level0.in_memory:
         msg = (
@@ -128,3 +141,87 @@ def resolve_options(
         direct_io=direct_io,
         source_paths=tuple(Path(p) for p in source_paths),
     )
+
+
+def resolve_plan(
+    level0: LevelZero,
+    *,
+    chunks: int | Sequence[int],
+    shards: int | Sequence[int] | None,
+    levels: int | Literal["auto"],
+    zarr_format: Literal[2, 3] | None,
+    ome_version: OmeVersion | None = None,
+    layout: Layout = "ome",
+    axes: Sequence[str] | None = None,
+    scale: Sequence[float] | None = None,
+    downsample_z: DownsampleZ = "auto",
+) -> ConversionPlan:
+    """The plan :func:`~napari_zarr_tiler.convert` makes for level 0 of a source.
+
+    The widget previews it; :func:`resolve_options` uses it, so both halve the same axes.
+
+    Parameters
+    ----------
+    level0 : LevelZero
+        Level 0 of the source.
+    chunks, shards, levels, zarr_format, ome_version, layout, axes, scale, downsample_z
+        As for :func:`~napari_zarr_tiler.convert`.
+
+    Returns
+    -------
+    ConversionPlan
+
+    Raises
+    ------
+    InvalidOptionError, UnsupportedDtypeError
+        As :func:`~napari_zarr_tiler.plan_conversion` does.
+    """
+    _, zarr_format = resolve_versions(ome_version, zarr_format)
+    return plan_conversion(
+        level0.shape,
+        level0.dtype,
+        chunks=chunks,
+        shards=shards,
+        levels=levels,
+        zarr_format=zarr_format,
+        layout=layout,
+        downsample_z=downsample_z,
+        **_axes_and_scale(level0, layout, axes, scale, downsample_z),
+    )
+
+
+def _axes_and_scale(
+    level0: LevelZero,
+    layout: Layout,
+    axes: Sequence[str] | None,
+    scale: Sequence[float] | None,
+    downsample_z: Any,
+) -> dict[str, Any]:
+    """The axis names and pixel sizes the plan's Z rule reads (as the metadata will name them).
+
+    ``"auto"`` halves only a Z axis someone named (the caller's ``axes``, or a source's metadata,
+    which arrives as ``axes`` too): the default names guessed for an unnamed 3-D array (z, y, x)
+    would average time points or channels as planes. An explicit ``"always"`` accepts them.
+    """
+    if layout != "ome":  # one bare array: no pyramid, no axis names
+        return {}
+    ndim, channel = len(level0.shape), level0.channel_position
+    names = _named_axes(axes, ndim, channel)
+    if names is None and downsample_z == "always":
+        names = resolve_axes(None, ndim, channel_position=channel)
+    return {
+        "axes": names,
+        "scale": per_axis_floats(scale, ndim, name="scale", default=1.0, channel_index=channel),
+    }
+
+
+def _named_axes(axes: Sequence[str] | None, ndim: int, channel: int | None) -> list[str] | None:
+    """The OME axis names given in ``axes`` (None: none given, or not OME names, e.g. napari's
+    default labels "0", "1", "2", for which the metadata falls back to guessed names)."""
+    if axes is None:
+        return None
+    resolved = resolve_axes(axes, ndim, channel_position=channel)
+    given = [str(a).lower() for a in axes]
+    if channel is not None and len(given) == ndim - 1:  # an RGB source's names, without c
+        given.insert(channel, "c")
+    return resolved if resolved == given else None

@@ -141,6 +141,35 @@ class Multiscale:
         return None
 
 
+@dataclass(frozen=True)
+class Well:
+    """One well of an HCS plate: its path in the plate and its row and column indices."""
+
+    path: str
+    row: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Plate:
+    """An HCS plate: row and column names, and the wells it holds (not every position has one)."""
+
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    wells: tuple[Well, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelHints:
+    """Display hints of a label image (``image-label``): colours and properties per label value."""
+
+    #: RGBA in 0-1 per label value.
+    colors: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    #: Property columns, the label values in the column ``"index"`` (napari's ``features``).
+    properties: dict[str, list[Any]] = field(default_factory=dict)
+
+
 def ome_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Return the OME block of a node's attributes, whichever version wrote it.
 
@@ -150,7 +179,15 @@ def ome_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     ome = attributes.get("ome")
     if isinstance(ome, Mapping):
         return dict(ome)
-    keys = ("multiscales", "omero", "labels", "image-label", "bioformats2raw.layout")
+    keys = (
+        "multiscales",
+        "omero",
+        "labels",
+        "image-label",
+        "bioformats2raw.layout",
+        "plate",
+        "well",
+    )
     return {key: attributes[key] for key in keys if key in attributes}
 
 

@@ -37,6 +37,7 @@ _HOMES = {
     "describe_store": "inspect",
     "find_zarr_node": "locate",
     "member_array": "nodes",
+    "member_group_unlisted": "nodes",
     "open_zarr_node": "nodes",
     "read_zarr": "layers",
 }
@@ -49,6 +50,7 @@ __all__ = [
     "describe_store",
     "find_zarr_node",
     "member_array",
+    "member_group_unlisted",
     "open_zarr_node",
     "read_zarr",
 ]
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from .inspect import describe_store
     from .layers import read_zarr
     from .locate import find_zarr_node
-    from .nodes import member_array, open_zarr_node
+    from .nodes import member_array, member_group_unlisted, open_zarr_node
     from .specs import LayerSpec, StoreContents
 
 

@@ -58,7 +58,7 @@ def check_displayable(shape: tuple[int, ...], *, where: Path) -> None:
     if len(shape) < 2:
         what = "a single value" if not shape else f"1-D (shape {shape})"
         msg = (
-            f"{where}: cannot be shown, it is {what}; napari shows arrays of at least 2 dimensions"
+            f"{where}: cannot be shown, it is {what} (napari shows arrays of 2 or more dimensions)"
         )
         raise UndisplayableArrayError(msg)
     if 0 in shape:
@@ -70,15 +70,14 @@ def _check_dtype(array: zarr.Array, *, where: Path) -> np.dtype:
     """The array's numpy dtype, refused unless napari displays it (integer, float, bool)."""
     try:
         dtype = np.dtype(array.dtype)
-    except TypeError as error:
-        msg = f"{where}: data type {array.dtype} is not supported; napari displays integer, float and bool arrays"
-        raise StoreReadError(msg) from error
-    if dtype.kind not in "biuf":
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
         msg = (
-            f"{where}: data type {dtype} is not supported; napari displays integer, "
+            f"{where}: data type {array.dtype} is not supported; napari displays integer, "
             "float and bool arrays"
         )
-        raise StoreReadError(msg)
+        raise UndisplayableArrayError(msg)
     return dtype
 
 
@@ -163,7 +162,11 @@ def lazy_array(array: zarr.Array, *, where: Path) -> da.Array:
 
     # A fresh name per open: a store rewritten in place must not be served from dask's cache.
     name = f"zarr-tiler-{uuid.uuid4().hex}"
-    return da.from_array(array, chunks=chunks, name=name, asarray=False, inline_array=True)
+    # ``meta`` given: without it dask reads an empty selection of every array it wraps.
+    meta = np.empty((0,) * array.ndim, dtype=dtype)
+    return da.from_array(
+        array, chunks=chunks, name=name, asarray=False, inline_array=True, meta=meta
+    )
 
 
 def lazy_pyramid(array: zarr.Array, base: da.Array, *, where: Path) -> list[da.Array]:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import zarr.errors
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.storage import LocalStore
@@ -48,6 +49,16 @@ DESCRIPTOR_WALK = (
     and os.readlink in os.supports_dir_fd
     and hasattr(os, "O_NOFOLLOW")
     and hasattr(os, "O_DIRECTORY")
+)
+
+#: What zarr raises on a store whose metadata it cannot use: opening it is refused with the cause.
+OPEN_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    OSError,
+    NotImplementedError,
+    zarr.errors.BaseZarrError,
 )
 
 

@@ -16,9 +16,13 @@ from typing import Any, Literal
 import zarr
 
 from ..ome_ngff import Multiscale, ome_attributes, parse_multiscale
+from ..ome_ngff.model import Plate
+from ..ome_ngff.parse import parse_plate
+from .locate import StoreLocation
 from .nodes import member_array, open_zarr_node
+from .zipped import stored_bytes
 
-NodeKind = Literal["array", "image", "collection", "group"]
+NodeKind = Literal["array", "image", "collection", "plate", "group"]
 #: Member groups a group's description lists by name at most.
 SHOWN_GROUPS = 20
 
@@ -34,8 +38,9 @@ class LevelDescription:
     shards: tuple[int, ...] | None
     codecs: tuple[str, ...]
     nbytes: int
-    #: Bytes of its files on disk; 0 when not measured (an array stored in the group's folder).
-    disk_bytes: int
+    #: Bytes of its files on disk; 0 when not measured (an array stored in the group's folder),
+    #: None for a store behind a URL (not measured).
+    disk_bytes: int | None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class StoreDescription:
     multiscale: Multiscale | None = None
     arrays: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    plate: Plate | None = None
 
 
 def describe_store(path: str | os.PathLike[str]) -> str:
@@ -102,9 +108,12 @@ def inspect_store(path: str | os.PathLike[str]) -> StoreDescription:
         return StoreDescription(node_dir, "image", levels, multiscale=multiscale)
     arrays = tuple(sorted(key for key, _ in node.arrays()))
     groups = tuple(sorted(node.group_keys(), key=lambda k: (not k.isdigit(), len(k), k)))
+    plate = parse_plate(ome, where=str(node_dir)) if "plate" in ome else None
     kind: NodeKind = "collection" if "bioformats2raw.layout" in ome else "group"
     levels = _describe_members(node, arrays, node_dir)
-    return StoreDescription(node_dir, kind, levels, arrays=arrays, groups=groups)
+    return StoreDescription(
+        node_dir, "plate" if plate else kind, levels, arrays=arrays, groups=groups, plate=plate
+    )
 
 
 def _describe_members(
@@ -138,8 +147,10 @@ def _describe_level(
     )
 
 
-def _disk_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path``."""
+def _disk_bytes(path: Path) -> int | None:
+    """Bytes of the regular files under ``path`` (of the members of an .ozx; None for a URL)."""
+    if isinstance(path, StoreLocation):
+        return stored_bytes(path)
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
 
 
@@ -202,7 +213,7 @@ def format_description(description: StoreDescription) -> str:
     lines = [f"{description.path}", *_header_lines(description)]
     lines += [f"  level {level.name}: {_level_text(level)}" for level in description.levels]
     total_raw = sum(level.nbytes for level in description.levels)
-    total_disk = sum(level.disk_bytes for level in description.levels)
+    total_disk = sum(level.disk_bytes or 0 for level in description.levels)
     if total_disk:
         lines.append(
             f"  total: {_size(total_raw)} uncompressed, {_size(total_disk)} on disk "
@@ -217,11 +228,10 @@ def _header_lines(description: StoreDescription) -> list[str]:
         return [f"  zarr format {description.zarr_format}, a bare array"]
     if description.multiscale is not None:
         return _image_lines(description.multiscale)
-    kind = (
-        "bioformats2raw collection (one image per group)"
-        if description.kind == "collection"
-        else "zarr group without OME metadata"
-    )
+    kind = {
+        "collection": "bioformats2raw collection (one image per group)",
+        "plate": _plate_text(description.plate),
+    }.get(description.kind, "zarr group without OME metadata")
     lines = [f"  {kind}; arrays: {', '.join(description.arrays) or 'none'}"]
     groups = description.groups
     if groups:
@@ -232,6 +242,17 @@ def _header_lines(description: StoreDescription) -> list[str]:
             f"  groups: {shown} (describe one with `info {description.path / groups[0]}`)"
         )
     return lines
+
+
+def _plate_text(plate: Plate | None) -> str:
+    """An HCS plate's name, rows, columns and wells, in one phrase."""
+    if plate is None:
+        return "HCS plate"
+    name = f" {plate.name}" if plate.name else ""
+    return (
+        f"HCS plate{name}: {len(plate.rows)} rows x {len(plate.columns)} columns, "
+        f"{len(plate.wells):,} wells (opened as one grid)"
+    )
 
 
 def _image_lines(multiscale: Multiscale) -> list[str]:
@@ -254,10 +275,14 @@ def _level_text(level: LevelDescription) -> str:
     """Shape, dtype, chunks, shards, codecs, bytes on disk and compression of one array."""
     shards = f", shards {level.shards}" if level.shards else ""
     ratio = f"{level.nbytes / level.disk_bytes:.3g}x" if level.disk_bytes else "-"
+    stored = (
+        "size on disk not measured (a URL)"
+        if level.disk_bytes is None
+        else f"{_size(level.disk_bytes)} on disk ({ratio} compression)"
+    )
     return (
         f"shape {level.shape} {level.dtype}, chunks {level.chunks}{shards}, "
-        f"codecs {' + '.join(level.codecs) or 'none'}, {_size(level.disk_bytes)} on disk "
-        f"({ratio} compression)"
+        f"codecs {' + '.join(level.codecs) or 'none'}, {stored}"
     )
 
 

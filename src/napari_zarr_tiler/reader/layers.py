@@ -23,7 +23,8 @@ import zarr
 import zarr.errors
 
 from ..errors import StoreReadError
-from ..ome_ngff import ome_attributes, safe_member_path
+from ..ome_ngff import ome_attributes, parse_scene, place_scene_images, safe_member_path
+from ..ome_ngff.coordinate_systems import Placement
 from .arrays import (
     UndisplayableArrayError,
     check_displayable,
@@ -34,7 +35,8 @@ from .arrays import (
 from .bounded_codecs import bounded_decoding
 from .contrast import contrast_limits_from
 from .multiscale import multiscale_layer
-from .nodes import member, open_zarr_node
+from .nodes import member, member_group_unlisted, open_zarr_node
+from .plates import plate_layers
 from .previews import needs_lazy_pyramid
 from .specs import LayerSpec, StoreContents
 
@@ -143,11 +145,25 @@ def _bare_array_layer(
         levels = lazy_pyramid(array, base, where=where)
         notices.append(no_pyramid_notice(where, array.shape, partial=False))
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(levels) > 1}
-    dimension_names = getattr(array.metadata, "dimension_names", None)
-    if dimension_names and all(isinstance(n, str) for n in dimension_names):
-        kwargs["axis_labels"] = tuple(dimension_names)
+    axis_labels = _dimension_names(array)
+    if axis_labels is not None:
+        kwargs["axis_labels"] = axis_labels
     kwargs["contrast_limits"] = contrast_limits_from(levels[-1])
     return LayerSpec(levels, kwargs, "image")
+
+
+def _dimension_names(array: zarr.Array) -> tuple[str, ...] | None:
+    """Axis names: zarr v3 ``dimension_names``, or xarray's ``_ARRAY_DIMENSIONS`` (zarr v2)."""
+    names = getattr(array.metadata, "dimension_names", None)
+    if not names:
+        names = array.attrs.get("_ARRAY_DIMENSIONS")
+    if (
+        isinstance(names, list | tuple)
+        and len(names) == array.ndim
+        and all(isinstance(n, str) and n for n in names)
+    ):
+        return tuple(names)
+    return None
 
 
 def _group_layers(group: zarr.Group, *, name: str, where: Path, contents: StoreContents) -> None:
@@ -155,6 +171,11 @@ def _group_layers(group: zarr.Group, *, name: str, where: Path, contents: StoreC
     ome = ome_attributes(group.attrs.asdict())
     if "multiscales" in ome:
         _ome_image_layers(group, ome, name=name, where=where, contents=contents)
+    elif "scene" in ome:  # OME-Zarr 0.6: images placed in shared coordinate systems
+        _scene_layers(group, ome, name=name, where=where, contents=contents)
+    elif "plate" in ome:  # bioformats2raw plates carry "bioformats2raw.layout" too
+        _room_for_a_layer(contents)
+        plate_layers(group, ome, name=name, where=where, contents=contents)
     elif "labels" in ome:
         _label_layers(group, ome, name_prefix="", where=where, contents=contents)
     elif "bioformats2raw.layout" in ome:
@@ -201,7 +222,33 @@ def _collection_layers(
 def _plain_group_layers(
     group: zarr.Group, *, name: str, where: Path, contents: StoreContents
 ) -> None:
-    """Open every array of a group without OME metadata as one layer named by its path."""
+    """Open every array of a group without OME metadata as one layer named by its path.
+
+    Arrays napari cannot show (xarray's 1-D and string coordinates, say) are named in one
+    notice, not one each.
+    """
+    skipped = StoreContents(layers=[])
+    try:
+        _walk_plain_group(group, name=name, where=where, contents=contents, skipped=skipped)
+    finally:
+        if len(skipped.notices) == 1:
+            contents.notices.extend(skipped.notices)
+        elif skipped.notices:
+            contents.notices.append(
+                f"{len(skipped.notices)} arrays napari cannot show were skipped: "
+                + "; ".join(notice.removesuffix(" (skipped)") for notice in skipped.notices)
+            )
+
+
+def _walk_plain_group(
+    group: zarr.Group,
+    *,
+    name: str,
+    where: Path,
+    contents: StoreContents,
+    skipped: StoreContents,
+) -> None:
+    """Add the layers of a plain group and its plain sub-groups; undisplayable arrays to ``skipped``."""
     pending: list[tuple[zarr.Group, str]] = [(group, "")]
     while pending:
         current, prefix = pending.pop(0)
@@ -209,7 +256,7 @@ def _plain_group_layers(
             node_path = f"{prefix}{key}"
             if isinstance(node, zarr.Array):
                 _room_for_a_layer(contents)
-                with _skipped_if_undisplayable(contents):
+                with _skipped_if_undisplayable(skipped):
                     contents.layers.append(
                         _bare_array_layer(
                             node,
@@ -243,23 +290,38 @@ def _added_ome_image(
 
 
 def _ome_image_layers(
-    group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, contents: StoreContents
+    group: zarr.Group,
+    ome: dict[str, Any],
+    *,
+    name: str,
+    where: Path,
+    contents: StoreContents,
+    into: Placement | None = None,
 ) -> None:
-    """Add an OME image (or label image) and the label images its ``labels`` group lists."""
+    """Add an OME image (or label image) and the label images its ``labels`` group lists.
+
+    ``into`` places an image of a scene (and its labels) in the scene's coordinate system.
+    """
     is_label = "image-label" in ome
     _room_for_a_layer(contents)
     layer = multiscale_layer(
-        group, ome, name=name, where=where, labels=is_label, notices=contents.notices
+        group, ome, name=name, where=where, labels=is_label, notices=contents.notices, into=into
     )
     contents.layers.append(layer)
-    if is_label or "labels" not in group:
+    if is_label:
         return
-    labels_group = member(group, "labels", where=where)
-    if not isinstance(labels_group, zarr.Group):
+    # Read from the store: labels may have been added after a consolidated listing was written.
+    labels_group = member_group_unlisted(group, "labels", where=where)
+    if labels_group is None:
         return
     labels_ome = ome_attributes(labels_group.attrs.asdict())
     _label_layers(
-        labels_group, labels_ome, name_prefix=f"{name} ", where=where / "labels", contents=contents
+        labels_group,
+        labels_ome,
+        name_prefix=f"{name} ",
+        where=where / "labels",
+        contents=contents,
+        into=into,
     )
 
 
@@ -270,6 +332,7 @@ def _label_layers(
     name_prefix: str,
     where: Path,
     contents: StoreContents,
+    into: Placement | None = None,
 ) -> None:
     """Add the label images an OME ``labels`` group lists, as Labels layers."""
     label_names = ome.get("labels")
@@ -292,5 +355,53 @@ def _label_layers(
                         where=where / safe,
                         labels=True,
                         notices=contents.notices,
+                        into=into,
                     )
                 )
+
+
+# ---------------------------------------------------------------------------------------------
+# OME-Zarr 0.6 scenes
+# ---------------------------------------------------------------------------------------------
+
+
+def _scene_layers(
+    group: zarr.Group, ome: dict[str, Any], *, name: str, where: Path, contents: StoreContents
+) -> None:
+    """Add the images an OME-Zarr 0.6 scene names, each placed in the scene's coordinate system."""
+    scene = parse_scene(ome, where=str(where))
+    images: dict[str, tuple[zarr.Group, dict[str, Any]]] = {}
+    if len(scene.images) > MAX_LAYERS:  # each image is at least one layer
+        contents.notices.append(
+            f"{where}: the scene names {len(scene.images):,} images; opened the first "
+            f"{MAX_LAYERS}. Open a sub-path for the others."
+        )
+    for path in scene.images[:MAX_LAYERS]:
+        try:
+            child = member(group, path, where=where)
+        except StoreReadError as error:  # a missing image: the others are still shown
+            contents.notices.append(f"{error} (skipped)")
+            continue
+        child_ome = ome_attributes(child.attrs.asdict()) if isinstance(child, zarr.Group) else {}
+        multiscales = child_ome.get("multiscales")
+        if not (
+            isinstance(multiscales, list) and multiscales and isinstance(multiscales[0], dict)
+        ):
+            contents.notices.append(
+                f"{where / path}: named by the scene but holds no OME image (skipped)"
+            )
+            continue
+        images[path] = (child, child_ome)
+    firsts = {path: image_ome["multiscales"][0] for path, (_, image_ome) in images.items()}
+    placements, notices = place_scene_images(scene, firsts, where=str(where))
+    contents.notices.extend(notices)
+    for path, (child, child_ome) in images.items():
+        with _skipped_if_undisplayable(contents):
+            _ome_image_layers(
+                child,
+                child_ome,
+                name=f"{name}/{path}",
+                where=where / path,
+                contents=contents,
+                into=placements.get(path),
+            )

@@ -24,6 +24,9 @@ from ..ome_ngff import (
     safe_member_path,
     valid_unit,
 )
+from ..ome_ngff.coordinate_systems import Placement
+from ..ome_ngff.model import LabelHints
+from ..ome_ngff.parse import parse_label_hints
 from .arrays import check_displayable, lazy_array, lazy_pyramid, no_pyramid_notice
 from .contrast import contrast_limits_from
 from .nodes import member_array
@@ -53,6 +56,7 @@ def multiscale_layer(
     where: Path,
     labels: bool,
     notices: list[str],
+    into: Placement | None = None,
 ) -> LayerSpec:
     """Describe the OME multiscale image in ``group`` as one layer spec.
 
@@ -72,6 +76,9 @@ def multiscale_layer(
         Notices for the user are appended here (previews instead of a pyramid, too many
         channels to split, an OME-Zarr version newer than the reader knows, a coordinate
         transformation napari cannot show).
+    into : Placement, optional
+        For an image of an OME-Zarr 0.6 scene: where its coordinate system sits in the
+        scene's displayed one.
 
     Returns
     -------
@@ -86,7 +93,7 @@ def multiscale_layer(
     UndisplayableArrayError
         When the finest level has fewer than two dimensions or no pixel.
     """
-    multiscale = _parse(group, ome, where=where)
+    multiscale = _parse(group, ome, where=where, into=into)
     notices.extend(multiscale.notices)
     arrays = _level_arrays(group, multiscale, where=where)
     levels = _displayed_levels(arrays, multiscale.paths, where=where, notices=notices)
@@ -94,6 +101,116 @@ def multiscale_layer(
     channel_axis = None if labels else multiscale.channel_axis
     if channel_axis is not None and _stored_as_rgb(group, levels[0], channel_axis):
         return _rgb_layer(levels, channel_axis, placement, name=name)
+    spec = layer_from_levels(
+        levels, multiscale, name=name, where=where, labels=labels, notices=notices
+    )
+    if labels:
+        spec.kwargs.update(label_hints_kwargs(parse_label_hints(ome)))
+    return spec
+
+
+def open_levels(
+    group: zarr.Group, ome: dict[str, Any], *, where: Path
+) -> tuple[Multiscale, list[da.Array], list[zarr.Array]]:
+    """Open the stored levels of an OME multiscale image as lazy arrays (no previews added).
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The image's group.
+    ome : dict
+        Its OME attributes.
+    where : Path
+        The group's folder, named in errors.
+
+    Returns
+    -------
+    tuple of (Multiscale, list of dask.array.Array, list of zarr.Array)
+        The parsed metadata, the levels that really shrink (finest first), and their arrays.
+
+    Raises
+    ------
+    StoreReadError
+        For metadata that names missing or mismatched arrays or too many levels.
+    UndisplayableArrayError
+        When the finest level has fewer than two dimensions or no pixel.
+    """
+    multiscale = _parse(group, ome, where=where)
+    arrays = _level_arrays(group, multiscale, where=where)
+    levels = [
+        lazy_array(array, where=where / path)
+        for path, array in zip(multiscale.paths, arrays, strict=True)
+    ]
+    kept = _shrinking([level.shape for level in levels])
+    return multiscale, [levels[index] for index in kept], [arrays[index] for index in kept]
+
+
+def label_hints_kwargs(hints: LabelHints) -> dict[str, Any]:
+    """napari ``add_labels`` keyword arguments for a label image's colours and properties.
+
+    Parameters
+    ----------
+    hints : LabelHints
+        From :func:`~napari_zarr_tiler.ome_ngff.parse.parse_label_hints`.
+
+    Returns
+    -------
+    dict
+        ``colormap`` as a plain ``{label value: RGBA}`` mapping (napari makes it a direct
+        colormap; labels without a colour are grey, 0 transparent unless given) and
+        ``features`` as columns; empty when the metadata gives neither.
+    """
+    kwargs: dict[str, Any] = {}
+    if hints.colors:
+        colormap: dict[int | None, tuple[float, ...]] = {
+            None: (0.5, 0.5, 0.5, 1.0),
+            0: (0.0, 0.0, 0.0, 0.0),
+        }
+        colormap.update(hints.colors)
+        kwargs["colormap"] = colormap
+    if hints.properties:
+        kwargs["features"] = {key: list(column) for key, column in hints.properties.items()}
+    return kwargs
+
+
+def layer_from_levels(
+    levels: list[da.Array],
+    multiscale: Multiscale,
+    *,
+    name: str,
+    where: Path,
+    labels: bool,
+    notices: list[str],
+) -> LayerSpec:
+    """One layer spec from lazy levels placed by ``multiscale``'s finest-level transformation.
+
+    Parameters
+    ----------
+    levels : list of dask.array.Array
+        The levels, finest first, with the axes ``multiscale`` declares.
+    multiscale : Multiscale
+        The metadata giving axes, channels, scale and translation.
+    name : str
+        Layer name (channel layers are named by their labels, or ``"{name} c{index}"``).
+    where : Path
+        The image's folder, named in errors and notices.
+    labels : bool
+        Whether it is a label image (a Labels layer, no channel split, no contrast).
+    notices : list of str
+        Notices for the user are appended here (too many channels to split).
+
+    Returns
+    -------
+    LayerSpec
+        A channel-split image, a single image, or a labels layer.
+
+    Raises
+    ------
+    StoreReadError
+        For a scale or translation napari cannot draw.
+    """
+    placement = _Placement.of(multiscale, where=where)
+    channel_axis = None if labels else multiscale.channel_axis
     if channel_axis is not None and levels[0].shape[channel_axis] > MAX_CHANNEL_LAYERS:
         notices.append(
             f"{where}: {levels[0].shape[channel_axis]:,} channels are shown as one layer with a "
@@ -128,10 +245,22 @@ def _first_level_ndim(group: zarr.Group, ome: dict[str, Any], *, where: Path) ->
     return member_array(group, safe_member_path(first_path, where=str(where)), where=where).ndim
 
 
-def _parse(group: zarr.Group, ome: dict[str, Any], *, where: Path) -> Multiscale:
+def _parse(
+    group: zarr.Group, ome: dict[str, Any], *, where: Path, into: Placement | None = None
+) -> Multiscale:
     """The first multiscale of ``ome``, refused with more than :data:`MAX_LEVELS` levels."""
-    ndim = _first_level_ndim(group, ome, where=where)
-    multiscale = parse_multiscale(ome, where=str(where), ndim=ndim)
+    raw = ome.get("multiscales")
+    if isinstance(raw, list) and not raw:
+        msg = (
+            f"{where}: the metadata declares no multiscale image ('multiscales' is an empty "
+            "list); open one of its arrays directly, or rewrite its metadata"
+        )
+        raise StoreReadError(msg)
+    first = raw[0] if isinstance(raw, list) else None
+    declared = isinstance(first, dict) and ("axes" in first or "coordinateSystems" in first)
+    # The first level is opened only when the metadata declares no axes (OME-Zarr 0.1, 0.2).
+    ndim = None if declared else _first_level_ndim(group, ome, where=where)
+    multiscale = parse_multiscale(ome, where=str(where), ndim=ndim, into=into)
     if len(multiscale.paths) > MAX_LEVELS:
         msg = f"{where}: {len(multiscale.paths):,} levels declared; at most {MAX_LEVELS} are read"
         raise StoreReadError(msg)

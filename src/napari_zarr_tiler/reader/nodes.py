@@ -18,8 +18,8 @@ import zarr.errors
 from ..errors import StoreReadError
 from ..zarr_names import MAX_METADATA_BYTES, METADATA_FILES, is_partial_store
 from .bounded_codecs import bounded_decoding
-from .contained_store import ContainedLocalStore, StoreFileRefused, read_inside
-from .locate import find_zarr_node
+from .contained_store import OPEN_ERRORS, ContainedLocalStore, StoreFileRefused, read_inside
+from .locate import find_zarr_node, is_remote_or_zipped
 
 
 def open_zarr_node(path: str | os.PathLike[str]) -> tuple[Path, zarr.Array | zarr.Group]:
@@ -41,6 +41,10 @@ def open_zarr_node(path: str | os.PathLike[str]) -> tuple[Path, zarr.Array | zar
         For a missing path, a folder that is not zarr, an incomplete conversion, a folder that
         cannot be read, or corrupt metadata.
     """
+    if is_remote_or_zipped(path):  # a URL or an .ozx file: a store of its own
+        from .guarded_store import open_remote_or_zipped_node
+
+        return open_remote_or_zipped_node(path)  # type: ignore[return-value]
     requested = Path(path)
     if not requested.exists():
         msg = f"{requested}: no such file or folder"
@@ -99,14 +103,7 @@ def _open_node(node_dir: Path) -> zarr.Array | zarr.Group:
         store = ContainedLocalStore(node_dir)
         with bounded_decoding():
             return zarr.open(store=store, mode="r", zarr_format=_zarr_format(node_dir))
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        OSError,
-        NotImplementedError,
-        zarr.errors.BaseZarrError,
-    ) as error:
+    except OPEN_ERRORS as error:
         msg = f"{node_dir}: cannot open as zarr ({type(error).__name__}: {error})"
         raise StoreReadError(msg) from error
 
@@ -171,3 +168,53 @@ def member_array(group: zarr.Group, path: str, *, where: Path) -> zarr.Array:
         msg = f"{where / path}: expected an array, found a group"
         raise StoreReadError(msg)
     return node
+
+
+def member_group_unlisted(group: zarr.Group, path: str, *, where: Path) -> zarr.Group | None:
+    """Return the group at ``path`` in ``group`` as stored now, or None when there is none.
+
+    A group with a consolidated listing (ngff-zarr writes one at the root) answers from that
+    listing, which misses members added after it was written (labels saved into an image
+    later) and holds their old attributes: the member is then read from its own metadata.
+    Without a listing this costs nothing more than ``path in group``.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        An open group.
+    path : str
+        The member's path inside ``group`` (already checked to stay inside it).
+    where : Path
+        The group's folder, named in errors.
+
+    Returns
+    -------
+    zarr.Group or None
+        The member group, its attributes and members read from the store; None when the store
+        holds no group there.
+
+    Raises
+    ------
+    StoreReadError
+        When the member exists but cannot be opened.
+    """
+    if group.metadata.consolidated_metadata is None:
+        if path not in group:
+            return None
+        node = member(group, path, where=where)
+        return node if isinstance(node, zarr.Group) else None
+    full_path = f"{group.path}/{path}" if group.path else path
+    try:
+        with bounded_decoding():
+            return zarr.open_group(
+                store=group.store,
+                path=full_path,
+                mode="r",
+                zarr_format=group.metadata.zarr_format,
+                use_consolidated=False,
+            )
+    except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
+        return None
+    except (ValueError, TypeError, OSError, zarr.errors.BaseZarrError) as error:
+        msg = f"{where / path}: cannot open ({type(error).__name__}: {error})"
+        raise StoreReadError(msg) from error

@@ -34,6 +34,8 @@ class StoredAxes:
     rgb: bool
     folded: tuple[str, ...] = ()
     fold_shape: tuple[int, ...] = ()
+    #: Whether the Z axis is a page stack tifffile could not classify (I, Q), Z by guess only.
+    guessed_z: bool = False
 
 
 def ome_axes(axes: str, shape: tuple[int, ...], *, colour: bool = True) -> StoredAxes:
@@ -81,7 +83,8 @@ def ome_axes(axes: str, shape: tuple[int, ...], *, colour: bool = True) -> Store
         names.append("s")
     folded = tuple(axes[i] for i in channel_like) if len(channel_like) > 1 else ()
     fold_shape = tuple(shape[i] for i in channel_like) if folded else ()
-    return StoredAxes(tuple(order), tuple(names), rgb, folded, fold_shape)
+    guessed_z = any(roles[i] == "Z" and axes[i] in _PAGE_STACK_AXES for i in roles)
+    return StoredAxes(tuple(order), tuple(names), rgb, folded, fold_shape, guessed_z)
 
 
 def _axis_roles(axes: str) -> dict[int, str]:

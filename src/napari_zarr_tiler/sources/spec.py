@@ -20,8 +20,10 @@ from typing import Any, Literal
 from ..errors import SourceError
 from ..zarr_names import METADATA_FILES
 
-SourceKind = Literal["sample", "tiff", "zarr", "npy"]
+SourceKind = Literal["sample", "tiff", "zarr", "npy", "czi"]
 
+#: File formats read only from the local disk (a URL ending so is refused, not tried as zarr).
+_LOCAL_ONLY_SUFFIXES = frozenset((".tif", ".tiff", ".btf", ".npy", ".czi"))
 #: ``scheme://`` (http, https, s3, gs, ftp, file ...): a URL, not a local path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -62,7 +64,7 @@ class SourceSpec:
     path : str
         A TIFF or ``.npy`` file, a zarr store (folder or metadata file), or ``sample:NAME``.
     series : int
-        The series of a multi-series TIFF.
+        The series of a multi-series TIFF, or the scene of a CZI (0-based, in scene order).
     """
 
     path: str
@@ -79,7 +81,7 @@ class SourceSpec:
 
     @property
     def kind(self) -> SourceKind:
-        """``"sample"``, ``"tiff"``, ``"zarr"`` or ``"npy"``."""
+        """``"sample"``, ``"tiff"``, ``"zarr"``, ``"npy"`` or ``"czi"``."""
         return source_kind(self.path)
 
     def open(self) -> OpenSource:
@@ -100,6 +102,10 @@ class SourceSpec:
             from .samples import open_sample
 
             return open_sample(self.path.removeprefix("sample:"))
+        if kind == "zarr" and is_url(self.path):  # http(s) or s3: through the remote reader
+            from .zarr_source import open_zarr
+
+            return open_zarr(self.path)  # type: ignore[arg-type]
         path = _readable_local_path(self.path)
         if kind == "zarr":
             from .zarr_source import open_zarr
@@ -109,6 +115,10 @@ class SourceSpec:
             from .npy import open_npy
 
             return open_npy(path)
+        if kind == "czi":
+            from .czi import open_czi
+
+            return open_czi(path, self.series)
         from .tiff import open_tiff
 
         return open_tiff(path, self.series)
@@ -124,17 +134,21 @@ def source_kind(path: str) -> SourceKind:
 
     Returns
     -------
-    {"sample", "tiff", "zarr", "npy"}
-        ``sample:`` names, folders and zarr metadata files, ``.npy`` files; anything else is
-        tried as a TIFF.
+    {"sample", "tiff", "zarr", "npy", "czi"}
+        ``sample:`` names, folders and zarr metadata files, ``.npy`` and ``.czi`` files;
+        anything else is tried as a TIFF.
     """
     if path.startswith("sample:"):
         return "sample"
+    if is_url(path) and Path(path).suffix.lower() not in _LOCAL_ONLY_SUFFIXES:
+        return "zarr"  # a URL names a zarr store (read remotely); files must be local
     local = Path(path)
     if local.is_dir() or local.name in METADATA_FILES:
         return "zarr"
     if local.suffix.lower() == ".npy":
         return "npy"
+    if local.suffix.lower() == ".czi":
+        return "czi"
     return "tiff"
 
 
@@ -144,7 +158,7 @@ def is_url(path: str | os.PathLike[str]) -> bool:
 
 
 def check_local(path: str | os.PathLike[str], *, role: str = "source") -> None:
-    """Refuse a URL where a local path is needed (URLs are not supported yet).
+    """Refuse a URL where a local path is needed (converting from or to a URL: not yet).
 
     Parameters
     ----------
@@ -160,7 +174,8 @@ def check_local(path: str | os.PathLike[str], *, role: str = "source") -> None:
     """
     if is_url(path):
         advice = (
-            "download the data and give its local path"
+            "download the data and give its local path (a remote zarr store can be opened in "
+            "napari or described with `napari-zarr-tiler info URL`)"
             if role == "source"
             else "give a local folder"
         )

@@ -85,6 +85,8 @@ def open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     array, stored_as = _in_ome_order(array, stored)
     options: dict[str, Any] = {"name": path.name.split(".")[0], "rgb": stored.rgb}
     options["axes"] = stored.names[:-1] if stored.rgb else stored.names
+    if stored.guessed_z:  # a plain page stack may be time or anything: never averaged by guess
+        options["downsample_z"] = "never"
     options.update(calibration_options(tiff_calibration(path, tiff, series, series_index), stored))
     return OpenSource(array, options, description + stored_as, closers)
 

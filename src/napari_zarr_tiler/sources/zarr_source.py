@@ -13,9 +13,15 @@ from typing import Any
 import zarr
 
 from ..errors import SourceError, StoreReadError
-from ..ome_ngff import Multiscale, ome_attributes, parse_multiscale, valid_unit
-from ..reader import member_array, open_zarr_node
-from .spec import OpenSource
+from ..ome_ngff import (
+    Multiscale,
+    ome_attributes,
+    parse_multiscale,
+    safe_member_path,
+    valid_unit,
+)
+from ..reader import member_array, member_group_unlisted, open_zarr_node
+from .spec import OpenSource, SourceSpec
 
 
 def open_zarr(path: Path) -> OpenSource:
@@ -70,6 +76,10 @@ def _open_ome_image(node_dir: Path, group: zarr.Group, name: str) -> OpenSource:
     options = _multiscale_options(multiscale, name)
     if "image-label" in ome:
         options["label"] = True  # re-tiled labels keep nearest-neighbour levels and their kind
+    else:
+        labels = _label_sources(node_dir, group)
+        if labels:
+            options["labels"] = labels  # converted into the new image's labels/ too
     return OpenSource(
         array, options, f"OME-Zarr level 0 {array.shape} {array.dtype}, chunks {array.chunks}"
     )
@@ -92,3 +102,59 @@ def _multiscale_options(multiscale: Multiscale, name: str) -> dict[str, Any]:
         if all(c.window for c in channels):
             options["contrast_limits"] = tuple(c.window for c in channels)
     return options
+
+
+def _label_sources(node_dir: Path, group: zarr.Group) -> dict[str, SourceSpec]:
+    """The label images the image's ``labels`` group lists, as sources (``{name: spec}``);
+    names that are not plain folder names inside the store (hidden ones too), or not groups,
+    are skipped."""
+    try:  # read from the store: a consolidated listing misses labels added after it
+        labels_group = member_group_unlisted(group, "labels", where=node_dir)
+    except StoreReadError:
+        return {}
+    if labels_group is None:
+        return {}
+    listed = ome_attributes(labels_group.attrs.asdict()).get("labels")
+    sources: dict[str, SourceSpec] = {}
+    for name in listed if isinstance(listed, list) else []:
+        try:
+            safe = safe_member_path(name, where=str(node_dir / "labels"))
+            if (
+                "/" in safe
+                or safe.startswith(".")
+                or not isinstance(labels_group[safe], zarr.Group)
+            ):
+                continue
+        except (StoreReadError, KeyError, OSError, ValueError):
+            continue
+        sources[safe] = SourceSpec(str(node_dir / "labels" / safe))
+    return sources
+
+
+def label_display(path: Path) -> tuple[dict[int, Any] | None, list[dict[str, Any]] | None]:
+    """The ``image-label`` colours (``{label value: RGBA}``) and properties of the label image
+    at ``path``; (None, None) when it declares none or cannot be read."""
+    try:
+        _node_dir, node = open_zarr_node(path)
+    except StoreReadError:
+        return None, None
+    if not isinstance(node, zarr.Group):
+        return None, None
+    image_label = ome_attributes(node.attrs.asdict()).get("image-label")
+    if not isinstance(image_label, dict):
+        return None, None
+    colors: dict[int, Any] = {}
+    for entry in image_label.get("colors") or []:
+        if not isinstance(entry, dict):
+            continue
+        value, rgba = entry.get("label-value"), entry.get("rgba")
+        if (
+            isinstance(value, int)
+            and isinstance(rgba, list)
+            and len(rgba) in (3, 4)
+            and all(isinstance(c, int) and 0 <= c <= 255 for c in rgba)
+        ):
+            colors[value] = rgba
+    raw = image_label.get("properties")
+    properties = [dict(p) for p in raw if isinstance(p, dict)] if isinstance(raw, list) else None
+    return colors or None, properties or None
