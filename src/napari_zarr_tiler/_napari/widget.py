@@ -40,6 +40,7 @@ from ..converter import (
 )
 from ..converter.options import resolve_plan
 from ..errors import ConversionCancelled, DestinationExistsError, ZarrTilerError
+from .labels_offer import store_labels_destination
 from .layer_metadata import conversion_options, level_zero
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class ConvertWidget(Container):
             self.downsample_z,
         ):
             widget.changed.connect(self._update_info)
+        self.layer.changed.connect(self._offer_store_labels)
         self.compressor.changed.connect(self._compressor_changed)
         # 0.4 is zarr format 2, 0.5 and 0.6 zarr format 3: each choice follows the other
         self.ome_version.changed.connect(
@@ -198,6 +200,18 @@ class ConvertWidget(Container):
         self._update_info()
 
     # -- choices and live information ---------------------------------------------------------
+
+    def _offer_store_labels(self, layer: Any) -> None:
+        """Offer, as the output, the store of the image a Labels layer was drawn over.
+
+        Only while no output is set: a Labels layer over an image opened from a zarr store goes
+        to ``STORE/labels/NAME``, added to that image (its own files untouched).
+        """
+        if str(self.output.value) not in ("", "."):
+            return
+        destination = store_labels_destination(self._viewer, layer)
+        if destination is not None:
+            self.output.value = destination
 
     def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [
