@@ -221,6 +221,8 @@ def convert(
         When the destination exists (without ``overwrite``; with ``resume``, when there is
         nothing to resume), is not a zarr store, is inside the source, is not writable, or the
         disk fills up.
+    SourceError
+        When a source named by path or URL is missing, unreadable or holds no image.
     ConversionCancelled
         When ``cancel`` was set.
     """
