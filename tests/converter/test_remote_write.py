@@ -103,6 +103,22 @@ def test_a_cancelled_run_without_resume_leaves_nothing(s3: S3Endpoint, stack: np
     assert s3.objects("out.zarr") == {}
 
 
+def test_objects_added_beside_a_partial_run_are_never_deleted(
+    s3: S3Endpoint, stack: np.ndarray
+) -> None:
+    seen, cancel = _cancel_after(3)
+    with pytest.raises(ConversionCancelled):
+        convert(
+            stack, s3.url("p.zarr"), resume=True, progress=seen.append, cancel=cancel, **OPTIONS
+        )
+    s3.put("p.zarr/notes/thesis.docx", b"years of work")
+    before = s3.objects("p.zarr")
+    for options in ({}, {"overwrite": True}):
+        with pytest.raises(DestinationError, match=r"notes/thesis\.docx, which no conversion"):
+            convert(stack, s3.url("p.zarr"), **options, **OPTIONS)
+        assert s3.objects("p.zarr") == before  # nothing deleted, the partial run kept
+
+
 def test_resume_refuses_other_options(s3: S3Endpoint, stack: np.ndarray) -> None:
     seen, cancel = _cancel_after(3)
     with pytest.raises(ConversionCancelled):

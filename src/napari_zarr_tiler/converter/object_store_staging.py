@@ -140,6 +140,15 @@ def _own(key: str) -> bool:
     return key == STAGING_MARKER or key.split("/", 1)[0] == JOURNAL
 
 
+def _partial_store_key(key: str) -> bool:
+    """Whether ``key`` may belong to a partial store: ours, a metadata document, or a chunk
+    key below some node (the nodes' own metadata may not be written yet)."""
+    parts = key.split("/")
+    if _own(key) or parts[-1] in METADATA_FILES:
+        return True
+    return any(_CHUNK_KEY.fullmatch("/".join(parts[i:])) for i in range(1, len(parts)))
+
+
 def _declared(keys: list[str]) -> bool:
     """Whether the root metadata (written last) is there."""
     return any(key in NODE_METADATA for key in keys)
@@ -276,6 +285,7 @@ class ObjectStoreStaging:
             self._tidy()
             keys, marker = [k for k in keys if not _own(k)], None
         if marker is not None:
+            self._refuse_foreign_keys(keys)  # never delete what a user added beside a partial run
             self._take_over(*marker)
             journal = any(k.startswith(f"{JOURNAL}/") for k in keys)
             self.resuming = self.resume and journal
@@ -299,6 +309,17 @@ class ObjectStoreStaging:
         except obx.AlreadyExistsError as error:
             marker = self._read_marker()
             raise self._busy(*(marker or ({}, {}))) from error
+
+    def _refuse_foreign_keys(self, keys: list[str]) -> None:
+        """Refuse a partial run's prefix that also holds objects no conversion writes."""
+        foreign = next((key for key in keys if not _partial_store_key(key)), None)
+        if foreign is not None:
+            msg = (
+                f"{self.dest} holds an interrupted conversion and also {self.dest}/{foreign}, "
+                "which no conversion writes; nothing was deleted: move it away or choose "
+                "another prefix"
+            )
+            raise DestinationError(msg)
 
     def _check_replaceable(self, keys: list[str]) -> None:
         refusal = key_refusal(self.store, keys, self.dest)
