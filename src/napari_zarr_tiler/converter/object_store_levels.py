@@ -16,7 +16,6 @@ verifying a journaled region on resume re-reads no pixels.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import os
 import warnings
@@ -24,7 +23,6 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
@@ -35,9 +33,11 @@ from ..zarr_names import JOURNAL
 from .backend import clear_chunks, use_codec_pipeline, write_all
 from .regions import (
     LevelChecksums,
+    LevelReader,
     Region,
     RegionOutcome,
     RegionTask,
+    chunk_keys,
     level_blocks,
     value_ranges,
 )
@@ -107,17 +107,10 @@ def open_remote_level(url: str, pipeline: str, run_id: str) -> Any:
         return zarr.open_array(store=writable_store(url), mode="r+")
 
 
-class RemoteLevelReader:
+class RemoteLevelReader(LevelReader):
     """Read regions of a level already written (re-opened by URL in worker processes)."""
 
-    def __init__(self, url: str, pipeline: str, run_id: str) -> None:
-        self.url = url
-        self.pipeline = pipeline
-        self.run_id = run_id
-
-    def __call__(self, region: Region) -> np.ndarray:
-        """Read one region of the level."""
-        return np.asarray(open_remote_level(self.url, self.pipeline, self.run_id)[region])
+    opener = staticmethod(open_remote_level)
 
 
 def _exists(url: str, key: str) -> bool:
@@ -195,13 +188,6 @@ def declare_remote_image(root: str, zarr_format: int, attributes: dict[str, Any]
             obstore.put(raw_store(root), key, documents[key].to_bytes())
 
 
-def _chunk_keys(array: Any, region: Region) -> list[str]:
-    """The keys of the stored chunks (shards, when sharded) a level region covers."""
-    grid = array.metadata.chunk_grid.chunk_shape
-    ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(region, grid, strict=True)]
-    return [array.metadata.encode_chunk_key(coords) for coords in itertools.product(*ranges)]
-
-
 def _version_checksum(meta: dict[str, Any]) -> int:
     """A checksum naming the stored version of an object: of its ETag (and size)."""
     tag = f"{meta.get('e_tag')}:{meta.get('size')}:{meta.get('version')}"
@@ -245,7 +231,7 @@ def convert_remote_region(task: RegionTask, region: Region, clear: bool = False)
         clear_chunks(writes)
     write_all(writes)
     sums: tuple[LevelChecksums, ...] = tuple(
-        (task.level_paths.index(url), _object_checksums(url, _chunk_keys(array, written)))
+        (task.level_paths.index(url), _object_checksums(url, chunk_keys(array, written)))
         for url, (array, written, _) in zip(urls, writes, strict=True)
     )
     return RegionOutcome([b.shape for _, _, b in writes], ranges, sums)

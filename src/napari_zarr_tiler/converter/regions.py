@@ -25,6 +25,7 @@ __all__ = [
     "RegionOutcome",
     "RegionTask",
     "chunk_checksum",
+    "chunk_keys",
     "convert_region",
     "halve",
     "level_blocks",
@@ -105,7 +106,7 @@ def chunk_checksum(path: Path) -> int | None:
     return int(_checksum_of(data))
 
 
-def _chunk_keys(array: Any, region: Region) -> list[str]:
+def chunk_keys(array: Any, region: Region) -> list[str]:
     """The keys of the stored chunks (shards, when sharded) a level region covers."""
     grid = array.metadata.chunk_grid.chunk_shape
     ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(region, grid, strict=True)]
@@ -122,13 +123,16 @@ def stored_checksums(
     again from its source.
     """
     return tuple(
-        (index, {key: chunk_checksum(Path(path) / key) for key in _chunk_keys(array, region)})
+        (index, {key: chunk_checksum(Path(path) / key) for key in chunk_keys(array, region)})
         for index, path, array, region in writes
     )
 
 
 class LevelReader:
     """Read regions of a level already written (re-opened by path in worker processes)."""
+
+    #: Opens the level (cached per process and conversion); object stores have their own.
+    opener = staticmethod(open_level)
 
     def __init__(self, path: str, pipeline: str, run_id: str) -> None:
         self.path = path
@@ -137,7 +141,7 @@ class LevelReader:
 
     def __call__(self, region: Region) -> np.ndarray:
         """Read one region of the level."""
-        return np.asarray(open_level(self.path, self.pipeline, self.run_id)[region])
+        return np.asarray(self.opener(self.path, self.pipeline, self.run_id)[region])
 
 
 def value_ranges(
