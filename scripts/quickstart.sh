@@ -14,8 +14,8 @@ if command -v apt-get >/dev/null 2>&1; then
 else
   echo "quickstart: no apt-get here; skipping system packages (a desktop napari needs none)" >&2
 fi
-if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-  echo "quickstart: napari-zarr-tiler needs Python 3.10 or newer; found $(python3 --version)" >&2
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "quickstart: napari-zarr-tiler needs Python 3.11 or newer (zarr 3 does); found $(python3 --version)" >&2
   exit 1
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then

@@ -126,7 +126,7 @@ def test_without_pylibczirw_the_error_names_the_extra(mosaic, tmp_path: Path) ->
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
-    assert_one_line_error(result, 'pip install "napari-zarr-tiler[czi]"')
+    assert_one_line_error(result, "pip install pylibCZIrw")
 
 
 def test_help_mentions_czi() -> None:

@@ -243,6 +243,22 @@ def test_the_layout_array_is_refused_for_object_stores(s3: S3Endpoint, stack: np
     assert s3.objects("a.zarr") == {}
 
 
+def test_labels_into_an_image_in_s3_are_refused_and_a_label_image_of_its_own_is_written(
+    s3: S3Endpoint, stack: np.ndarray
+) -> None:
+    cells = (stack[0] % 7).astype(np.uint8)
+    convert(stack[0], s3.url("img.zarr"), chunks=256)
+    before = s3.objects("img.zarr")
+    with pytest.raises(InvalidOptionError, match="labels are not added to an image in an object"):
+        convert(cells, s3.url("img.zarr/labels/cells"), label=True, chunks=256)
+    assert s3.objects("img.zarr") == before  # nothing written, the image untouched
+
+    convert(cells, s3.url("cells.zarr"), label=True, chunks=256)
+    (layer,) = read_zarr(s3.url("cells.zarr")).layers
+    assert layer.layer_type == "labels"
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), cells)
+
+
 def test_remote_zarr_sources_over_s3_and_http(
     s3: S3Endpoint, stack: np.ndarray, tmp_path: Path, local_reference: dict[str, bytes]
 ) -> None:

@@ -80,6 +80,18 @@ def _with_lease(cancel: CancelArg, lost: Callable[[], bool]) -> Callable[[], boo
     return lambda: lost() or cancelled(cancel)
 
 
+def _refuse_labels_into_an_image(dest: str, options: ConversionOptions) -> None:
+    """Labels are not yet added to an image held in an object store (its ``labels`` list would
+    not name them): refused before anything is written, rather than left as an orphan group."""
+    if options.metadata.label and dest.rstrip("/").split("/")[-2:-1] == ["labels"]:
+        msg = (
+            f"{dest}: labels are not added to an image in an object store yet; write them "
+            "into a local copy of the image (IMAGE.zarr/labels/NAME), or as a label image of "
+            "their own under a prefix outside the image's labels/"
+        )
+        raise InvalidOptionError(msg)
+
+
 def convert_to_object_store(
     dest: str,
     level0: LevelZero,
@@ -105,6 +117,7 @@ def convert_to_object_store(
 
     if options.plan.layout != "ome":
         REMOTE_TARGET.create_arrays(dest, options.plan, None, None, reuse=False)  # raises
+    _refuse_labels_into_an_image(dest, options)
     if labels:
         msg = f"{dest}: label images are not written to object stores yet; they were left out"
         warnings.warn(msg, UserWarning, stacklevel=3)

@@ -78,7 +78,7 @@ def dask_client(scheduler: str) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError as error:
-        msg = "a dask cluster needs the 'distributed' package: pip install 'napari-zarr-tiler[distributed]'"
+        msg = "a dask cluster needs the 'distributed' package: pip install distributed"
         raise InvalidOptionError(msg) from error
     if scheduler == "local":
         with (

@@ -37,7 +37,7 @@ from .spec import OpenSource
 from .tiff_metadata import SourceWarning
 
 #: How to get pylibCZIrw, named when it is missing.
-INSTALL_HINT = 'pip install "napari-zarr-tiler[czi]" (or pip install pylibCZIrw)'
+INSTALL_HINT = 'pip install pylibCZIrw (the "czi" extra: pip install ".[czi]" in a clone)'
 
 #: Sub-block compressions libCZI decodes (the others, JPEG and LZW included, it cannot).
 DECODABLE = {0: "uncompressed", 4: "JPEG-XR", 5: "zstd", 6: "zstd (hi/lo packed)"}
