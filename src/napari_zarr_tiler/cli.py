@@ -25,7 +25,8 @@ from .converter import (
     plan_conversion,
 )
 from .converter.object_store_target import check_url_arguments
-from .converter.ome_metadata import resolve_versions
+from .converter.ome_metadata import resolve_versions, valid_ome_axes
+from .converter.option_text import parse_axes, parse_scale
 from .converter.zipped import staging_folder
 from .errors import ConversionCancelled, InvalidOptionError, ZarrTilerError
 from .reader import describe_store
@@ -48,6 +49,8 @@ def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 _shape = _argument_type(lambda text: parse_shape(text, name="a shape"))
 _levels = _argument_type(parse_levels)
+_axes = _argument_type(parse_axes)
+_scale = _argument_type(parse_scale)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +95,19 @@ def _add_source_arguments(conv: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="which image series of a TIFF, or scene of a CZI (default 0)",
+    )
+    conv.add_argument(
+        "--axes",
+        type=_axes,
+        default=None,
+        help="SRC's axis names, e.g. zyx or c,z,y,x (t, c, z, y, x in that order; default: "
+        "SRC's own, else guessed); naming z lets --downsample-z auto halve it",
+    )
+    conv.add_argument(
+        "--scale",
+        type=_scale,
+        default=None,
+        help="physical pixel size per axis, e.g. 2,0.5,0.5 (default: SRC's own, else 1)",
     )
 
 
@@ -243,6 +259,15 @@ def check_options(args: argparse.Namespace) -> None:
     if args.series < 0:
         msg = f"--series must be 0 or more, got {args.series}"
         raise InvalidOptionError(msg)
+    if args.axes is not None and not valid_ome_axes(args.axes):
+        msg = (
+            f"--axes must be distinct names from t, c, z, y, x in that order, ending with y, x; "
+            f"got {','.join(args.axes)}"
+        )
+        raise InvalidOptionError(msg)
+    if args.axes is not None and args.scale is not None and len(args.axes) != len(args.scale):
+        msg = f"--scale has {len(args.scale)} values but --axes names {len(args.axes)} axes"
+        raise InvalidOptionError(msg)
     _, zarr_format = resolve_versions(args.ome_version, args.zarr_format)
     compressor_codecs(args.compressor, args.clevel, zarr_format=zarr_format, itemsize=2)
     # The options' own consistency, on an image as large as any: as many axes as they name.
@@ -280,8 +305,9 @@ def _convert(args: argparse.Namespace) -> int:
         options: dict[str, Any] = dict(source.options)
         if args.label:
             options["label"] = True
-        if args.downsample_z is not None:  # the user's choice over what SRC implies
-            options["downsample_z"] = args.downsample_z
+        for name in ("downsample_z", "axes", "scale"):  # the user's choice over SRC's
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
         show = not args.quiet and sys.stderr.isatty()
         bar = ProgressBar(sys.stderr) if show else None
         if not args.quiet:

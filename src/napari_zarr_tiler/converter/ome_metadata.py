@@ -153,7 +153,7 @@ def _default_axes(ndim: int, *, channel_position: int | None) -> list[str]:
     return names
 
 
-def _valid_ome_axes(axes: Sequence[str]) -> bool:
+def valid_ome_axes(axes: Sequence[str]) -> bool:
     """Whether ``axes`` are distinct OME axis names in OME order, ending with y, x."""
     lowered = [a.lower() for a in axes]
     if len(set(lowered)) != len(lowered) or not set(lowered) <= set(OME_AXES):
@@ -180,7 +180,7 @@ def resolve_axes(
     if len(names) != ndim:
         msg = f"axes {names} has {len(names)} names but the image has {ndim} axes"
         raise InvalidOptionError(msg)
-    if not _valid_ome_axes(names):
+    if not valid_ome_axes(names):
         # e.g. napari's default axis labels ("-1", "0", ...), which are not OME axis names
         return _default_axes(ndim, channel_position=channel_position)
     return [a.lower() for a in names]

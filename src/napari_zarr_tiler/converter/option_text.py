@@ -52,6 +52,40 @@ def parse_shape(text: str, *, name: str) -> int | tuple[int, ...] | None:
     return values[0] if len(values) == 1 else values
 
 
+def parse_axes(text: str) -> tuple[str, ...]:
+    """Parse axis names: ``"zyx"`` (one letter each) or ``"z,y,x"``, lower-cased.
+
+    Raises
+    ------
+    InvalidOptionError
+        When the text names no axis.
+    """
+    parts = text.split(",") if "," in text else list(text.replace(" ", ""))
+    names = tuple(part.strip().lower() for part in parts if part.strip())
+    if not names:
+        msg = f"axes must be names such as 'zyx' or 'c,z,y,x', got {text!r}"
+        raise InvalidOptionError(msg)
+    return names
+
+
+def parse_scale(text: str) -> tuple[float, ...]:
+    """Parse a physical pixel size per axis: ``"2,0.5,0.5"`` (positive, finite numbers).
+
+    Raises
+    ------
+    InvalidOptionError
+        When a value is not a positive finite number.
+    """
+    msg = f"scale must be comma-separated positive numbers, one per axis, got {text!r}"
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise InvalidOptionError(msg) from error
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InvalidOptionError(msg)
+    return values
+
+
 def parse_levels(text: str) -> int | str:
     """Parse ``"auto"`` (or ``""``) or a number of levels.
 
