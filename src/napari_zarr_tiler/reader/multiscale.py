@@ -28,7 +28,7 @@ from ..ome_ngff.coordinate_systems import Placement
 from ..ome_ngff.model import LabelHints
 from ..ome_ngff.parse import parse_label_hints
 from .arrays import check_displayable, lazy_array, lazy_pyramid, no_pyramid_notice
-from .contrast import contrast_limits_from
+from .contrast import channel_contrast_limits, contrast_limits_from
 from .nodes import member_array
 from .previews import needs_lazy_pyramid
 from .specs import LayerSpec
@@ -443,12 +443,7 @@ def _channel_contrast_limits(
     smallest: da.Array, channel_axis: int, n_channels: int
 ) -> list[list[float]]:
     """Contrast limits of each of the ``n_channels`` channels, read from the smallest level."""
-    import dask.array as da
-
-    return [
-        list(contrast_limits_from(da.take(smallest, index, axis=channel_axis)))
-        for index in range(n_channels)
-    ]
+    return [list(limits) for limits in channel_contrast_limits(smallest, channel_axis, n_channels)]
 
 
 def _single_layer_kwargs(
