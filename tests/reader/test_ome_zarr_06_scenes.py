@@ -384,3 +384,12 @@ def test_viewer_opens_a_scene_with_each_layer_placed(make_napari_viewer, tmp_pat
         np.testing.assert_allclose(layer.translate, (11.0, 42.0))
         np.testing.assert_allclose(layer.scale, (0.5, 0.5))
         np.testing.assert_array_equal(np.asarray(layer.data[0]), data[1][index])
+
+
+def test_info_describes_a_scene_by_its_images_and_coordinate_system(tmp_path: Path) -> None:
+    from napari_zarr_tiler.reader import describe_store
+
+    text = describe_store(stitching_scene(tmp_path / "scene.zarr"))
+    images = ", ".join(STITCHING)
+    assert f"OME-Zarr 0.6 scene of {len(STITCHING)} image(s) ({images}) placed in world" in text
+    assert "without OME metadata" not in text

@@ -15,14 +15,15 @@ from typing import Any, Literal
 
 import zarr
 
-from ..ome_ngff import Multiscale, ome_attributes, parse_multiscale
+from ..ome_ngff import Multiscale, ome_attributes, parse_multiscale, parse_scene
 from ..ome_ngff.model import Plate
 from ..ome_ngff.parse import parse_plate
+from ..ome_ngff.scene import Scene
 from .locate import StoreLocation
 from .nodes import member_array, open_zarr_node
 from .zipped import stored_bytes
 
-NodeKind = Literal["array", "image", "collection", "plate", "group"]
+NodeKind = Literal["array", "image", "collection", "plate", "scene", "group"]
 #: Member groups a group's description lists by name at most.
 SHOWN_GROUPS = 20
 
@@ -55,6 +56,7 @@ class StoreDescription:
     arrays: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     plate: Plate | None = None
+    scene: Scene | None = None
 
 
 def describe_store(path: str | os.PathLike[str]) -> str:
@@ -109,10 +111,12 @@ def inspect_store(path: str | os.PathLike[str]) -> StoreDescription:
     arrays = tuple(sorted(key for key, _ in node.arrays()))
     groups = tuple(sorted(node.group_keys(), key=lambda k: (not k.isdigit(), len(k), k)))
     plate = parse_plate(ome, where=str(node_dir)) if "plate" in ome else None
+    scene = parse_scene(ome, where=str(node_dir)) if "scene" in ome else None
     kind: NodeKind = "collection" if "bioformats2raw.layout" in ome else "group"
+    kind = "plate" if plate else "scene" if scene else kind
     levels = _describe_members(node, arrays, node_dir)
     return StoreDescription(
-        node_dir, "plate" if plate else kind, levels, arrays=arrays, groups=groups, plate=plate
+        node_dir, kind, levels, arrays=arrays, groups=groups, plate=plate, scene=scene
     )
 
 
@@ -231,6 +235,7 @@ def _header_lines(description: StoreDescription) -> list[str]:
     kind = {
         "collection": "bioformats2raw collection (one image per group)",
         "plate": _plate_text(description.plate),
+        "scene": _scene_text(description.scene),
     }.get(description.kind, "zarr group without OME metadata")
     lines = [f"  {kind}; arrays: {', '.join(description.arrays) or 'none'}"]
     groups = description.groups
@@ -252,6 +257,20 @@ def _plate_text(plate: Plate | None) -> str:
     return (
         f"HCS plate{name}: {len(plate.rows)} rows x {len(plate.columns)} columns, "
         f"{len(plate.wells):,} wells (opened as one grid)"
+    )
+
+
+def _scene_text(scene: Scene | None) -> str:
+    """An OME-Zarr 0.6 scene's images and coordinate systems, in one phrase."""
+    if scene is None:
+        return "OME-Zarr 0.6 scene"
+    shown = ", ".join(scene.images[:SHOWN_GROUPS]) + (
+        f" ... ({len(scene.images):,} in all)" if len(scene.images) > SHOWN_GROUPS else ""
+    )
+    systems = ", ".join(scene.systems) or "the first output of its transformations"
+    return (
+        f"OME-Zarr 0.6 scene of {len(scene.images):,} image(s) ({shown}) placed in {systems} "
+        "(opened as one layer per image)"
     )
 
 
