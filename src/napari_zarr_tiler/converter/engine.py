@@ -104,8 +104,8 @@ def convert(
     """Convert an image into a chunked, compressed zarr store with a multiscale pyramid.
 
     The source is streamed region by region: memory stays bounded by a few regions (about
-    16 MB each, times the number of workers) whatever the image size. Each pyramid level is
-    computed from the level before it. The store is written beside ``dest`` and moved into place
+    16 MB each, times the number of workers plus one) whatever the image size. Each pyramid
+    level is computed from the level before it. The store is written beside ``dest`` and moved into place
     only when complete, with its OME-Zarr metadata written last.
 
     Parameters
@@ -166,7 +166,8 @@ def convert(
         what it wrote (with ``resume``, keeps the partial store), and raises
         :class:`ConversionCancelled`.
     workers : int, optional
-        Regions processed at once by the in-process threads (default: the number of CPUs).
+        Regions processed at once by the in-process threads (default: the number of CPUs
+        this process may use, plus one).
     scheduler : str, optional
         None (default) runs on threads in this process; ``"local"`` starts a dask
         ``LocalCluster`` of worker processes; any other value is the address of a running
