@@ -1,22 +1,23 @@
-"""Resume checks the stored chunk files against the checksums the journal recorded, without
-reading the source: changed, lost and torn pieces are found and only their regions redone, and
-the resumed store is byte for byte the one an uninterrupted run writes."""
+"""Resume checks the stored chunk files of a pinned source (a file) against the checksums the
+journal recorded, without reading the source, and computes an unpinned source's regions again:
+changed, lost and torn pieces are found and only their regions redone, a source changed since the
+interruption is never mixed with the old one, and the resumed store is byte for byte the one an
+uninterrupted run writes."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pytest
 import tifffile
 
 from napari_zarr_tiler.converter import convert
-from napari_zarr_tiler.errors import ConversionCancelled
+from napari_zarr_tiler.errors import ConversionCancelled, InvalidOptionError
 from napari_zarr_tiler.sources import synthetic_slide
 from napari_zarr_tiler.zarr_names import JOURNAL, staging_path
 
@@ -63,12 +64,20 @@ def _first_chunk(entries: list[dict]) -> str:
     return f"{index}/{key}"
 
 
+@pytest.fixture
+def pinned(tmp_path: Path, image: np.ndarray) -> np.memmap:
+    """The image as a memory-mapped ``.npy`` file: a source pinned by its file's size and time."""
+    path = tmp_path / "image.npy"
+    np.save(path, image)
+    return np.load(path, mmap_mode="r")
+
+
 @pytest.mark.parametrize("damage", ["changed", "lost", "truncated"])
 def test_a_damaged_chunk_of_a_journaled_region_is_found_and_rewritten(
-    tmp_path: Path, image: np.ndarray, fresh: dict[str, bytes], damage: str
+    tmp_path: Path, pinned: np.memmap, fresh: dict[str, bytes], damage: str
 ) -> None:
     dest = tmp_path / "image.zarr"
-    entries = interrupted(image, dest)
+    entries = interrupted(pinned, dest)
     assert len(entries) >= 2
     chunk = staging_path(dest) / _first_chunk(entries)
     data = chunk.read_bytes()
@@ -78,64 +87,88 @@ def test_a_damaged_chunk_of_a_journaled_region_is_found_and_rewritten(
         chunk.unlink()
     else:
         chunk.write_bytes(data[:10])
-    result = convert(image, dest, **OPTIONS, resume=True)
+    result = convert(pinned, dest, **OPTIONS, resume=True)
     assert result.resumed_regions == len(entries) - 1
     assert tree_bytes(dest) == fresh
 
 
+@pytest.mark.parametrize("source", ["memory", "pinned"])
 def test_a_torn_journal_line_is_ignored_and_its_region_redone(
-    tmp_path: Path, image: np.ndarray, fresh: dict[str, bytes]
+    tmp_path: Path, image: np.ndarray, pinned: np.memmap, fresh: dict[str, bytes], source: str
 ) -> None:
+    array = image if source == "memory" else pinned
     dest = tmp_path / "image.zarr"
-    entries = interrupted(image, dest)
+    entries = interrupted(array, dest)
     journal = staging_path(dest) / JOURNAL
     lines = journal.read_text().splitlines(keepends=True)
     journal.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # cut mid-line
-    result = convert(image, dest, **OPTIONS, resume=True)
+    result = convert(array, dest, **OPTIONS, resume=True)
     assert result.resumed_regions == len(entries) - 1
     assert tree_bytes(dest) == fresh
 
 
-def test_a_resume_verifies_without_reading_the_source(tmp_path: Path, image: np.ndarray) -> None:
-    """Only the regions the journal does not list are read from the source again."""
-    computed: list[tuple[int, ...]] = []
-    lock = threading.Lock()
-
-    def counted(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        assert block_info is not None
-        with lock:
-            computed.append(tuple(block_info[None]["chunk-location"]))
-        return block
-
-    def source() -> da.Array:
-        # Blocks of the regions' shape: one computed block per region read.
-        base = da.from_array(image, chunks=(256, 4096))
-        return base.map_blocks(counted, dtype=image.dtype, meta=np.empty((0, 0), image.dtype))
-
+def test_a_resume_of_a_pinned_source_verifies_without_reading_it(
+    tmp_path: Path, image: np.ndarray, pinned: np.memmap, fresh: dict[str, bytes]
+) -> None:
+    """The journaled regions are kept on their checksums: pixels of the first region changed
+    behind the file's back (its size and time put back) are not read again."""
     dest = tmp_path / "image.zarr"
-    fresh_dest = tmp_path / "fresh" / "image.zarr"
-    result = convert(source(), fresh_dest, **OPTIONS)
-    regions = len(computed)
-    assert result.plan.region_yx == (256, 4096)
-    entries = interrupted(source(), dest)
-    computed.clear()
-    result = convert(source(), dest, **OPTIONS, resume=True)
+    entries = interrupted(pinned, dest)
+    assert entries[0]["region"] == 0 and entries[0]["sums"] is not None
+    path = Path(pinned.filename)
+    status = path.stat()
+    writable = np.load(path, mmap_mode="r+")
+    writable[:16] = 7  # inside region 0 (rows 0-255), which the journal lists
+    writable.flush()
+    del writable
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    result = convert(pinned, dest, **OPTIONS, resume=True)
     assert result.resumed_regions == len(entries)
-    assert len(computed) == regions - len(entries)
-    assert tree_bytes(dest) == tree_bytes(fresh_dest)
+    assert tree_bytes(dest) == fresh  # region 0 as first written, from the pixels of then
 
 
-def test_a_sharded_store_checks_its_shard_files(tmp_path: Path, image: np.ndarray) -> None:
+def test_a_pinned_source_changed_since_the_interruption_refuses_the_resume(
+    tmp_path: Path, pinned: np.memmap
+) -> None:
+    dest = tmp_path / "image.zarr"
+    interrupted(pinned, dest)
+    path = Path(pinned.filename)
+    status = path.stat()
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(InvalidOptionError, match="other options or another source"):
+        convert(np.load(path, mmap_mode="r"), dest, **OPTIONS, resume=True)
+    assert (staging_path(dest) / JOURNAL).is_file()  # the partial store is kept for a resume
+
+
+def test_an_array_in_memory_changed_since_the_interruption_is_written_anew(
+    tmp_path: Path, image: np.ndarray
+) -> None:
+    """Nothing pins an array in memory: its journaled regions are computed again and compared,
+    so a resume with other pixels (same shape and type) writes the store of those pixels, not
+    a mix of both."""
+    dest = tmp_path / "image.zarr"
+    entries = interrupted(image, dest)
+    assert all(entry["sums"] is None for entry in entries)
+    changed = image.copy()
+    changed[:16] = 7  # inside region 0, which the journal lists
+    result = convert(changed, dest, **OPTIONS, resume=True)
+    assert result.resumed_regions == len(entries) - 1
+    expected = tmp_path / "expected" / "image.zarr"
+    convert(changed, expected, **OPTIONS)
+    assert tree_bytes(dest) == tree_bytes(expected)
+
+
+def test_a_sharded_store_checks_its_shard_files(tmp_path: Path, pinned: np.memmap) -> None:
     sharded = {"shards": 256}  # regions of 512 x 4096
     fresh_dest = tmp_path / "fresh" / "image.zarr"
-    convert(image, fresh_dest, **OPTIONS, **sharded)
+    convert(pinned, fresh_dest, **OPTIONS, **sharded)
     dest = tmp_path / "image.zarr"
-    entries = interrupted(image, dest, after=2, **sharded)
+    entries = interrupted(pinned, dest, after=2, **sharded)
     shard = staging_path(dest) / _first_chunk(entries)
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    result = convert(image, dest, **OPTIONS, **sharded, resume=True)
+    result = convert(pinned, dest, **OPTIONS, **sharded, resume=True)
     assert result.resumed_regions == len(entries) - 1
     assert tree_bytes(dest) == tree_bytes(fresh_dest)
 

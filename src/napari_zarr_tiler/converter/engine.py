@@ -347,12 +347,14 @@ def write_journaled(
     the partial store it keeps. Its fingerprint names the base pipeline: direct or buffered
     writes store the same bytes.
     """
+    pin = level0.pin()
     fingerprint = build_fingerprint(
         level0.describe(),
         options.plan,
         codec=options.codec,
         pipeline=base_pipeline(pipeline),
         method=options.method,
+        pin=pin,
     )
     journal = Journal(folder, fingerprint, resume=options.resume)
     try:
@@ -364,6 +366,7 @@ def write_journaled(
             journal=journal,
             progress=progress,
             cancel=cancel,
+            checksums=pin is not None,
         )
     finally:
         journal.close()

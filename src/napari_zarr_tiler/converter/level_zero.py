@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,26 @@ class LevelZero:
         origin = repr(self.spec) if self.spec is not None else type(self.array).__name__
         return f"{origin} {self.shape} {self.dtype}"
 
+    def pin(self) -> str | None:
+        """What proves, on resume, that the source still holds the pixels it held: the size and
+        modification time of the one file it is read from (TIFF, CZI, ``.npy``, a memory map),
+        or a built-in sample's name; None when nothing can (an array in memory, a computed dask
+        array, a zarr store, which can be rewritten chunk by chunk without a trace in any file
+        that could be checked at once).
+
+        A resume trusts the checksums of the chunks a pinned source's regions stored; the
+        regions of an unpinned one are computed again from the source and compared.
+        """
+        if self.spec is not None:
+            kind = self.spec.kind
+            if kind == "sample":
+                return self.spec.path
+            return None if kind == "zarr" else _file_pin(self.spec.path)
+        filename = (
+            getattr(self._array, "filename", None) if isinstance(self._array, np.memmap) else None
+        )
+        return None if filename is None else _file_pin(os.fspath(filename))
+
     # -- reading ---------------------------------------------------------------------------------
 
     def __call__(self, region: Region) -> np.ndarray:
@@ -202,6 +223,17 @@ class LevelZero:
         return self._blocks
 
 
+def _file_pin(path: str) -> str | None:
+    """A regular file's absolute path, size and modification time (None for a folder or URL)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return f"{os.path.abspath(path)} {status.st_size} {status.st_mtime_ns}"
+
+
 def _region_text(region: Region) -> str:
     return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
 
@@ -221,8 +253,8 @@ def _local_paths_of(array: Any) -> list[Path]:
         # An fsspec store on the local disk has an absolute path (a remote one is not local).
         root = getattr(array.store, "path", None)
         return [Path(root)] if root is not None and Path(root).is_absolute() else []
-    filename = getattr(array, "filename", None)  # numpy memmap
-    return [Path(filename)] if isinstance(filename, str) else []
+    filename = getattr(array, "filename", None)  # numpy memmap (np.load keeps a Path as given)
+    return [Path(filename)] if isinstance(filename, str | os.PathLike) else []
 
 
 def _store_root(folder: Path) -> Path:

@@ -230,16 +230,21 @@ def convert_remote_region(task: RegionTask, region: Region, clear: bool = False)
     if clear:
         clear_chunks(writes)
     write_all(writes)
-    sums: tuple[LevelChecksums, ...] = tuple(
-        (task.level_paths.index(url), _object_checksums(url, chunk_keys(array, written)))
-        for url, (array, written, _) in zip(urls, writes, strict=True)
+    sums: tuple[LevelChecksums, ...] | None = (
+        tuple(
+            (task.level_paths.index(url), _object_checksums(url, chunk_keys(array, written)))
+            for url, (array, written, _) in zip(urls, writes, strict=True)
+        )
+        if task.checksums
+        else None
     )
     return RegionOutcome([b.shape for _, _, b in writes], ranges, sums)
 
 
 def verify_remote_region(task: RegionTask, region: Region, outcome: Any = None) -> bool:
     """Whether every chunk object a journaled region listed still holds the version it wrote
-    (or is still absent); an entry without checksums is written again."""
+    (or is still absent); the region of an unpinned source (its entry has no checksums) is
+    written again."""
     if outcome is None or outcome.checksums is None:
         return False
     for index, chunks in outcome.checksums:
@@ -264,9 +269,13 @@ def _parse_entry(raw: bytes) -> tuple[tuple[int, int], RegionOutcome] | None:
     try:
         entry = json.loads(raw)
         ranges = entry["ranges"]
-        sums = tuple(
-            (int(index), {str(k): None if v is None else int(v) for k, v in chunks.items()})
-            for index, chunks in entry["sums"]
+        sums = (
+            None  # an unpinned source: the region is written again
+            if entry["sums"] is None
+            else tuple(
+                (int(index), {str(k): None if v is None else int(v) for k, v in chunks.items()})
+                for index, chunks in entry["sums"]
+            )
         )
         outcome = RegionOutcome(
             shapes=[],
@@ -340,7 +349,7 @@ class RemoteJournal(Journal):
             "pass": pass_index,
             "region": region_index,
             "ranges": outcome.value_ranges,
-            "sums": [] if outcome.checksums is None else [list(c) for c in outcome.checksums],
+            "sums": None if outcome.checksums is None else [list(c) for c in outcome.checksums],
         }
         obstore.put(
             self.store, f"{JOURNAL}/{pass_index}-{region_index}", json.dumps(entry).encode()

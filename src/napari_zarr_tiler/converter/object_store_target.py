@@ -127,12 +127,14 @@ def convert_to_object_store(
     plan, pipeline = options.plan, codec_pipeline_name()
     try:
         with staging.session(settle=settle_writes) as url:
+            pin = level0.pin()
             fingerprint = build_fingerprint(
                 level0.describe(),
                 plan,
                 codec=options.codec,
                 pipeline=pipeline,
                 method=options.method,
+                pin=pin,
             )
             journal = RemoteJournal(url, fingerprint, resume=options.resume)
             kept = write_pyramid(
@@ -144,6 +146,7 @@ def convert_to_object_store(
                 progress=progress,
                 cancel=_with_lease(cancel, staging.cancelled),
                 target=REMOTE_TARGET,
+                checksums=pin is not None,
             )
             name = options.name or staging.name.removesuffix(".zarr")
             attributes = ome_attributes(plan, journal.value_ranges(), options.metadata, name=name)

@@ -209,6 +209,8 @@ class RegionTask:
     channel_axis: int | None = None
     #: Per step to ``level_paths[i + 1]``: the Z axis when that step halves Z, else None.
     z_axes: tuple[int | None, ...] = ()
+    #: Whether to checksum the chunk files each region stores (see :mod:`.resume`).
+    checksums: bool = True
 
     def blocks(self, region: Region) -> Iterator[tuple[str, Region, np.ndarray]]:
         """Read ``region``; (level path, region of that level, block) for each level written."""
@@ -243,10 +245,14 @@ def convert_region(task: RegionTask, region: Region, clear: bool = False) -> Reg
     if clear:
         clear_chunks(writes)
     write_all(writes)
-    sums = stored_checksums(
-        [
-            (task.level_paths.index(path), path, array, written)
-            for path, (array, written, _) in zip(paths, writes, strict=True)
-        ]
+    sums = (
+        stored_checksums(
+            [
+                (task.level_paths.index(path), path, array, written)
+                for path, (array, written, _) in zip(paths, writes, strict=True)
+            ]
+        )
+        if task.checksums
+        else None
     )
     return RegionOutcome([level_block.shape for _, _, level_block in writes], ranges, sums)

@@ -2,11 +2,16 @@
 
 The journal (a file in the staging folder) starts with a fingerprint of the source and of every
 option that changes the bytes written; a resumed run with another fingerprint is refused before
-anything changes. Each later line names a finished region and the checksums of the chunk (or
-shard) files it stored. On resume, the stored files of every journaled region are checksummed
-again and compared with the journal, without reading the source: lost, truncated and corrupt
-chunks fail the check and only their regions are redone. Sharded stores are checked the same way:
-a region writes whole shards, so a shard file's checksum is taken once its region is written.
+anything changes. Each later line names a finished region and, when the source is pinned (a file
+whose size and modification time are in the fingerprint, see
+:meth:`~.level_zero.LevelZero.pin`), the checksums of the chunk (or shard) files it stored. On
+resume, the stored files of every journaled region are checksummed again and compared with the
+journal, without reading the source: lost, truncated and corrupt chunks fail the check and only
+their regions are redone. Sharded stores are checked the same way: a region writes whole shards,
+so a shard file's checksum is taken once its region is written. The regions of a source that
+cannot be pinned (an array in memory, a computed dask array, a zarr store) are computed again
+and compared with what is stored: a source changed since the interrupted run is then noticed,
+where checksums would have kept regions of the old pixels.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from .regions import (
 if TYPE_CHECKING:
     from .plan import ConversionPlan
 
-#: 3: checksums of the stored chunk files per region (2 recomputed regions from the source; 1
-#: kept checksums of the uncompressed blocks).
-JOURNAL_VERSION = 3
+#: 4: the source's pin in the fingerprint, and checksums only for pinned sources (3 took
+#: checksums for every source; 2 recomputed regions from the source; 1 kept checksums of the
+#: uncompressed blocks).
+JOURNAL_VERSION = 4
 
 
 def build_fingerprint(
@@ -45,14 +51,18 @@ def build_fingerprint(
     codec: tuple[str, int | None],
     pipeline: str,
     method: Downsampling,
+    pin: str | None = None,
 ) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one: source, plan, codec, pipeline.
 
     ``pipeline`` names the base pipeline: direct or buffered writes store the same bytes.
+    ``pin`` is the source's :meth:`~.level_zero.LevelZero.pin` (a file changed since the
+    interrupted run refuses the resume).
     """
     return {
         "journal": JOURNAL_VERSION,
         "source": source,
+        "pin": pin,
         "plan": [
             plan.level_shapes,
             plan.level_chunks,

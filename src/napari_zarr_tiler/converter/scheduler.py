@@ -156,9 +156,12 @@ def write_pyramid(
     progress: Callable[[Progress], None] | None,
     cancel: CancelArg,
     target: WriteTarget = LOCAL_TARGET,
+    checksums: bool = True,
 ) -> int:
     """Create the level arrays in ``folder`` and write every level from ``read`` (level 0).
 
+    With ``checksums`` (a pinned source), each region journals the checksums of the chunk files
+    it stored, and a resume trusts them; without, a resume computes its regions again.
     Returns how many journaled regions of an interrupted run were found intact and kept.
     """
     plan = options.plan
@@ -188,6 +191,7 @@ def write_pyramid(
             channel_axis=options.value_range_axis,
             client=client,
             target=target,
+            checksums=checksums,
         )
         for pass_index, pyramid_pass in enumerate(
             passes(plan, read, level_paths, pipeline, run_id, target.level_reader)
@@ -215,6 +219,8 @@ class RegionScheduler:
     client: Any = None
     #: Where chunks are written: local files, or objects (see :mod:`.write_target`).
     target: WriteTarget = LOCAL_TARGET
+    #: Whether region tasks journal the checksums of the chunks they stored (pinned sources).
+    checksums: bool = True
     tiles_done: int = field(default=0, init=False)
     bytes_done: int = field(default=0, init=False)
     #: Journaled regions found intact on resume, and so not written again.
@@ -312,6 +318,7 @@ class RegionScheduler:
             method=self.method,
             channel_axis=self.channel_axis,
             z_axes=pyramid_pass.z_axes,
+            checksums=self.checksums,
         )
 
     @contextlib.contextmanager
