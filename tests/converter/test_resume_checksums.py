@@ -135,7 +135,7 @@ def test_a_pinned_source_changed_since_the_interruption_refuses_the_resume(
     path = Path(pinned.filename)
     status = path.stat()
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
-    with pytest.raises(InvalidOptionError, match="other options or another source"):
+    with pytest.raises(InvalidOptionError, match="source file that has changed since"):
         convert(np.load(path, mmap_mode="r"), dest, **OPTIONS, resume=True)
     assert (staging_path(dest) / JOURNAL).is_file()  # the partial store is kept for a resume
 

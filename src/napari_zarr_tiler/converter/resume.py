@@ -86,13 +86,20 @@ def refusal(staging: Path, header: str, fingerprint: dict[str, Any]) -> str:
             "again without resume to start over"
         )
     try:
-        version = json.loads(header).get("journal")
+        started = json.loads(header)
+        version = started.get("journal")
     except (ValueError, AttributeError):
-        version = None
+        started, version = {}, None
     if version != fingerprint.get("journal"):
         return (
             f"{staging} was started by another version of napari-zarr-tiler; run again without "
             "resume to start over"
+        )
+    current = json.loads(json.dumps(fingerprint))  # tuples as the header's lists
+    if {**started, "pin": None} == {**current, "pin": None}:
+        return (
+            f"{staging} was started from a source file that has changed since (its size or "
+            "modification time differ); run again without resume to start over"
         )
     return (
         f"{staging} was started with other options or another source; run again with the same "
