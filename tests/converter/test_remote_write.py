@@ -60,10 +60,18 @@ def local_reference(
 
 def _cancel_after(regions: int) -> tuple[list[object], object]:
     """Cancel once ``regions`` regions finished. A run keeps at most workers + 1 regions in flight
-    (4 by default on 2 cores) and checks the cancel before submitting each, so of the 8 regions
-    here at most 3 can be asked for and still be cancelled for sure."""
+    and checks the cancel before submitting each, so with ``workers=2`` (as the cancelled runs
+    here ask, whatever the machine's cores) at most 4 of the 8 regions can be asked for and the
+    run still be cancelled for sure."""
     seen: list[object] = []
     return seen, (lambda: len(seen) >= regions)
+
+
+def _interrupted(stack: np.ndarray, url: str) -> None:
+    """Start a resumable conversion to ``url`` and cancel it after 3 regions."""
+    seen, cancel = _cancel_after(3)
+    with pytest.raises(ConversionCancelled):
+        convert(stack, url, resume=True, progress=seen.append, cancel=cancel, workers=2, **OPTIONS)
 
 
 @pytest.mark.parametrize("ome_version", ["0.5", "0.4"])
@@ -98,7 +106,7 @@ def test_a_cancelled_run_never_looks_complete_and_resume_finishes_it(
     url = s3.url("out.zarr")
     seen, cancel = _cancel_after(3)
     with pytest.raises(ConversionCancelled):
-        convert(stack, url, resume=True, progress=seen.append, cancel=cancel, **OPTIONS)
+        convert(stack, url, resume=True, progress=seen.append, cancel=cancel, workers=2, **OPTIONS)
     partial = s3.objects("out.zarr")
     assert "zarr.json" not in partial  # no root metadata: not a store
     assert partial[STAGING_MARKER].startswith(b"partial")
@@ -114,18 +122,16 @@ def test_a_cancelled_run_never_looks_complete_and_resume_finishes_it(
 def test_a_cancelled_run_without_resume_leaves_nothing(s3: S3Endpoint, stack: np.ndarray) -> None:
     seen, cancel = _cancel_after(3)
     with pytest.raises(ConversionCancelled):
-        convert(stack, s3.url("out.zarr"), progress=seen.append, cancel=cancel, **OPTIONS)
+        convert(
+            stack, s3.url("out.zarr"), progress=seen.append, cancel=cancel, workers=2, **OPTIONS
+        )
     assert s3.objects("out.zarr") == {}
 
 
 def test_objects_added_beside_a_partial_run_are_never_deleted(
     s3: S3Endpoint, stack: np.ndarray
 ) -> None:
-    seen, cancel = _cancel_after(3)
-    with pytest.raises(ConversionCancelled):
-        convert(
-            stack, s3.url("p.zarr"), resume=True, progress=seen.append, cancel=cancel, **OPTIONS
-        )
+    _interrupted(stack, s3.url("p.zarr"))
     s3.put("p.zarr/notes/thesis.docx", b"years of work")
     before = s3.objects("p.zarr")
     for options in ({}, {"overwrite": True}):
@@ -135,11 +141,7 @@ def test_objects_added_beside_a_partial_run_are_never_deleted(
 
 
 def test_resume_refuses_other_options(s3: S3Endpoint, stack: np.ndarray) -> None:
-    seen, cancel = _cancel_after(3)
-    with pytest.raises(ConversionCancelled):
-        convert(
-            stack, s3.url("o.zarr"), resume=True, progress=seen.append, cancel=cancel, **OPTIONS
-        )
+    _interrupted(stack, s3.url("o.zarr"))
     before = s3.objects("o.zarr")
     with pytest.raises(InvalidOptionError, match="other options"):
         convert(stack, s3.url("o.zarr"), resume=True, **{**OPTIONS, "compressor": "gzip"})
@@ -199,7 +201,9 @@ def test_a_second_run_is_refused_while_one_holds_the_prefix(
 
     def first_run() -> None:
         try:
-            convert(stack, url, progress=seen.append, cancel=cancel, name="out", **OPTIONS)
+            convert(
+                stack, url, progress=seen.append, cancel=cancel, workers=2, name="out", **OPTIONS
+            )
         except BaseException as error:
             errors.append(error)
 

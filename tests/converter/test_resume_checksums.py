@@ -12,13 +12,15 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
 
 from napari_zarr_tiler.converter import convert
+from napari_zarr_tiler.converter.level_zero import LevelZero
 from napari_zarr_tiler.errors import ConversionCancelled, InvalidOptionError
-from napari_zarr_tiler.sources import synthetic_slide
+from napari_zarr_tiler.sources import SourceSpec, synthetic_slide
 from napari_zarr_tiler.zarr_names import JOURNAL, staging_path
 
 from ..helpers import SLOW_OPTIONS, run, start_slow_conversion, tree_bytes, wait_for_journal
@@ -135,7 +137,7 @@ def test_a_pinned_source_changed_since_the_interruption_refuses_the_resume(
     path = Path(pinned.filename)
     status = path.stat()
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
-    with pytest.raises(InvalidOptionError, match="source file that has changed since"):
+    with pytest.raises(InvalidOptionError, match="or the file has changed since"):
         convert(np.load(path, mmap_mode="r"), dest, **OPTIONS, resume=True)
     assert (staging_path(dest) / JOURNAL).is_file()  # the partial store is kept for a resume
 
@@ -201,3 +203,50 @@ def test_sigkill_mid_way_then_resume_gives_the_bytes_of_an_uninterrupted_run(
     result = run("convert", str(deflate_tiff), str(dest), *SLOW_OPTIONS, "--resume", check=True)
     assert "regions of the interrupted run were kept" in result.stderr
     assert tree_bytes(dest) == tree_bytes(reference)
+
+
+def test_a_plane_of_a_memory_mapped_stack_is_not_taken_for_another(tmp_path: Path) -> None:
+    """Planes of one memory-mapped stack share its file: a view cannot be pinned by the file,
+    so a resume with another plane writes that plane's store, not a mix of the two."""
+    planes = np.stack(
+        [np.tile(synthetic_slide(1024, dtype="uint16", seed=s), (2, 4)) for s in (1, 2)]
+    )
+    np.save(tmp_path / "stack.npy", planes)
+    stack = np.load(tmp_path / "stack.npy", mmap_mode="r")
+    dest = tmp_path / "image.zarr"
+    entries = interrupted(stack[0], dest)
+    assert all(entry["sums"] is None for entry in entries)
+    result = convert(stack[1], dest, **OPTIONS, resume=True)
+    assert result.resumed_regions == 0
+    expected = tmp_path / "expected" / "image.zarr"
+    convert(np.array(stack[1]), expected, **OPTIONS)
+    assert tree_bytes(dest) == tree_bytes(expected)
+
+
+def test_which_sources_are_pinned(tmp_path: Path, image: np.ndarray) -> None:
+    np.save(tmp_path / "image.npy", image)
+    whole = np.load(tmp_path / "image.npy", mmap_mode="r")
+    tiff = tmp_path / "image.tif"
+    tifffile.imwrite(tiff, image)
+    convert(image, tmp_path / "store.zarr", chunks=512, levels=1)
+    pinned = {
+        "memmap": LevelZero(whole),
+        "npy file": LevelZero(SourceSpec(str(tmp_path / "image.npy"))),
+        "tiff file": LevelZero(SourceSpec(str(tiff))),
+        "sample": LevelZero(SourceSpec("sample:slide_uint8")),
+    }
+    unpinned = {
+        "array in memory": LevelZero(image),
+        "view of a memmap": LevelZero(whole[:1024]),
+        "copy-on-write memmap": LevelZero(np.load(tmp_path / "image.npy", mmap_mode="c")),
+        "dask array": LevelZero(da.from_array(image, chunks=512) + 1),
+        "zarr store": LevelZero(SourceSpec(str(tmp_path / "store.zarr"))),
+    }
+    assert {name: level0.pin() is not None for name, level0 in pinned.items()} == dict.fromkeys(
+        pinned, True
+    )
+    assert {name: level0.pin() for name, level0 in unpinned.items()} == dict.fromkeys(unpinned)
+    before = LevelZero(SourceSpec(str(tiff))).pin()
+    tifffile.imwrite(tiff, image + 1)  # rewritten: another size or time, maybe another inode
+    os.utime(tiff, ns=(0, 1))
+    assert LevelZero(SourceSpec(str(tiff))).pin() != before

@@ -15,6 +15,7 @@ or a numpy array (``da.from_zarr``, ``da.from_array``) is read from that array, 
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import stat
 from collections.abc import Sequence
@@ -126,6 +127,7 @@ class LevelZero:
         #: The image's shape, RGB(A) samples on a channel axis.
         self.shape: tuple[int, ...] = shape
         self.dtype = np.dtype(array.dtype)
+        self._pin = self._source_pin()  # right after opening: a file replaced later is noticed
 
     # -- pickling: a worker re-opens the source from its spec -------------------------------------
 
@@ -169,24 +171,31 @@ class LevelZero:
         return f"{origin} {self.shape} {self.dtype}"
 
     def pin(self) -> str | None:
-        """What proves, on resume, that the source still holds the pixels it held: the size and
-        modification time of the one file it is read from (TIFF, CZI, ``.npy``, a memory map),
-        or a built-in sample's name; None when nothing can (an array in memory, a computed dask
-        array, a zarr store, which can be rewritten chunk by chunk without a trace in any file
-        that could be checked at once).
+        """What proves, on resume, that the source still holds the pixels it held: the file it
+        is read from (absolute path, inode, size and modification time; a TIFF, a CZI, a
+        ``.npy``, a whole read-only memory map) or a built-in sample's name; None when nothing
+        can (an array in memory, a computed dask array, a view into a memory map, a multi-file
+        OME-TIFF series, a zarr store, which can be rewritten chunk by chunk without a trace in
+        any file that could be checked at once). Taken when the source was opened.
 
         A resume trusts the checksums of the chunks a pinned source's regions stored; the
         regions of an unpinned one are computed again from the source and compared.
         """
+        return self._pin
+
+    def _source_pin(self) -> str | None:
         if self.spec is not None:
             kind = self.spec.kind
             if kind == "sample":
                 return self.spec.path
-            return None if kind == "zarr" else _file_pin(self.spec.path)
-        filename = (
-            getattr(self._array, "filename", None) if isinstance(self._array, np.memmap) else None
-        )
-        return None if filename is None else _file_pin(os.fspath(filename))
+            if kind == "zarr" or not self.spec.opened.single_file:
+                return None
+            return _file_pin(self.spec.path)
+        array = self._array
+        whole_mapping = isinstance(getattr(array, "base", None), mmap.mmap)
+        if isinstance(array, np.memmap) and whole_mapping and array.mode in ("r", "r+"):
+            return _file_pin(os.fspath(array.filename))
+        return None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -224,14 +233,15 @@ class LevelZero:
 
 
 def _file_pin(path: str) -> str | None:
-    """A regular file's absolute path, size and modification time (None for a folder or URL)."""
+    """A regular file's absolute path, inode, size and modification time (None for a folder or
+    a URL)."""
     try:
         status = os.stat(path)
     except (OSError, ValueError):
         return None
     if not stat.S_ISREG(status.st_mode):
         return None
-    return f"{os.path.abspath(path)} {status.st_size} {status.st_mtime_ns}"
+    return f"{os.path.abspath(path)} {status.st_ino} {status.st_size} {status.st_mtime_ns}"
 
 
 def _region_text(region: Region) -> str:
@@ -253,7 +263,7 @@ def _local_paths_of(array: Any) -> list[Path]:
         # An fsspec store on the local disk has an absolute path (a remote one is not local).
         root = getattr(array.store, "path", None)
         return [Path(root)] if root is not None and Path(root).is_absolute() else []
-    filename = getattr(array, "filename", None)  # numpy memmap (np.load keeps a Path as given)
+    filename = getattr(array, "filename", None)  # numpy memmap (a str or a resolved Path)
     return [Path(filename)] if isinstance(filename, str | os.PathLike) else []
 
 

@@ -65,7 +65,7 @@ def default_workers() -> int:
     on 2 cores (an 8,192 x 8,192 uint16 image, zstd and blosc-lz4), for one more region in memory.
     """
     try:
-        usable = len(os.sched_getaffinity(0))  # a container's or taskset's CPU limit
+        usable = len(os.sched_getaffinity(0))  # cpusets and taskset (not CPU quotas)
     except (AttributeError, OSError):  # not on Linux
         usable = os.cpu_count() or 2
     return usable + 1

@@ -98,8 +98,9 @@ def refusal(staging: Path, header: str, fingerprint: dict[str, Any]) -> str:
     current = json.loads(json.dumps(fingerprint))  # tuples as the header's lists
     if {**started, "pin": None} == {**current, "pin": None}:
         return (
-            f"{staging} was started from a source file that has changed since (its size or "
-            "modification time differ); run again without resume to start over"
+            f"{staging} was started from another source file, or the file has changed since (its "
+            "path, inode, size or modification time differ); run again without resume to start "
+            "over"
         )
     return (
         f"{staging} was started with other options or another source; run again with the same "

@@ -41,12 +41,16 @@ class OpenSource:
         ``scale``, ``units``, ``channel_names``, ``colors``, ...).
     description : str
         One line saying what was opened and how it is read.
+    single_file : bool
+        Whether every pixel comes from the file named (False for a multi-file OME-TIFF series,
+        whose planes are read from companion files too).
     """
 
     array: Any
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     _closers: list[Any] = field(default_factory=list, repr=False)
+    single_file: bool = True
 
     def close(self) -> None:
         """Release the files the source holds open."""

@@ -88,7 +88,13 @@ def open_tiff(path: Path, series_index: int = 0) -> OpenSource:
     if stored.guessed_z:  # a plain page stack may be time or anything: never averaged by guess
         options["downsample_z"] = "never"
     options.update(calibration_options(tiff_calibration(path, tiff, series, series_index), stored))
-    return OpenSource(array, options, description + stored_as, closers)
+    return OpenSource(
+        array,
+        options,
+        description + stored_as,
+        closers,
+        single_file=not getattr(series, "is_multifile", False),
+    )
 
 
 class _TiffDamageLog(logging.Handler):
