@@ -105,8 +105,8 @@ def convert(
 
     The source is streamed region by region: memory stays bounded by a few regions (about
     16 MB each, times the number of workers plus one) whatever the image size. Each pyramid
-    level is computed from the level before it. The store is written beside ``dest`` and moved into place
-    only when complete, with its OME-Zarr metadata written last.
+    level is computed from the level before it. The store is written beside ``dest`` and moved
+    into place only when complete, with its OME-Zarr metadata written last.
 
     Parameters
     ----------
@@ -180,10 +180,11 @@ def convert(
         Continue an interrupted conversion to ``dest`` (same source and options), skipping the
         regions its journal lists as written. An interrupted run (Ctrl-C, SIGKILL) keeps its
         partial store hidden beside ``dest`` for this; a resumed run that fails keeps it too.
-        A source file (TIFF, CZI, ``.npy``, a memory map) whose size or modification time
-        changed since refuses the resume, and the kept regions' chunk files are checked against
-        their checksums; the regions of a source nothing can pin (an array in memory, a computed
-        dask array, a zarr store) are computed again and compared before they are kept.
+        A source file (TIFF, CZI, ``.npy``, a whole memory map) replaced or changed since (its
+        path, inode, size or modification time) refuses the resume, and the kept regions' chunk
+        files are checked against their checksums; the regions of a source nothing can pin (see
+        :meth:`~.level_zero.LevelZero.pin`: an array in memory, a computed dask array, a zarr
+        store, ...) are computed again and compared before they are kept.
     direct_io : bool, optional
         Write chunks past the page cache (``O_DIRECT``; Linux, zarrs pipeline). None (default)
         does so when converting in this process an output larger than a quarter of the

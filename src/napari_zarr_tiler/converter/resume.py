@@ -3,13 +3,13 @@
 The journal (a file in the staging folder) starts with a fingerprint of the source and of every
 option that changes the bytes written; a resumed run with another fingerprint is refused before
 anything changes. Each later line names a finished region and, when the source is pinned (a file
-whose size and modification time are in the fingerprint, see
+whose path, inode, size and modification time are in the fingerprint, see
 :meth:`~.level_zero.LevelZero.pin`), the checksums of the chunk (or shard) files it stored. On
 resume, the stored files of every journaled region are checksummed again and compared with the
 journal, without reading the source: lost, truncated and corrupt chunks fail the check and only
 their regions are redone. Sharded stores are checked the same way: a region writes whole shards,
 so a shard file's checksum is taken once its region is written. The regions of a source that
-cannot be pinned (an array in memory, a computed dask array, a zarr store) are computed again
+cannot be pinned (an array in memory, a computed dask array, a zarr store, ...) are computed again
 and compared with what is stored: a source changed since the interrupted run is then noticed,
 where checksums would have kept regions of the old pixels.
 """
